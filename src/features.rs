@@ -1,0 +1,1362 @@
+//! Acoustic features: log-mel spectrogram or MFCC, plus optional frame RMS and
+//! zero-crossing-rate rows.
+//!
+//! This module is pure DSP with no GStreamer types, so the element and the
+//! trainer run the very same code and cannot drift apart. The definitions
+//! follow librosa 0.11 exactly (checked against values it computes, see
+//! `scripts/golden_features.py`), so that models and analyses prototyped in
+//! Python carry over:
+//!
+//! * framing is `center = False`: frame `t` covers samples
+//!   `[t * hop_length, t * hop_length + n_fft)`;
+//! * the window is a periodic Hann window of `win_length` samples, zero-padded
+//!   centred to `n_fft` (`librosa.filters.get_window` + `util.pad_center`);
+//! * the power spectrum `|X|^2` goes through
+//!   `librosa.filters.mel(htk = False, norm = "slaney")` and
+//!   `10 * log10(max(mel, 1e-10))` (`power_to_db(ref = 1, amin = 1e-10,
+//!   top_db = None)`);
+//! * MFCC is the orthonormal DCT-II of that log-mel, first `n_mfcc`
+//!   coefficients (`librosa.feature.mfcc(S = log_mel, dct_type = 2,
+//!   norm = "ortho")`);
+//! * the RMS row is `20 * log10(max(rms, 1e-5))` (dB relative to a full-scale
+//!   square wave, floor −100 dB) over the `win_length` samples the window
+//!   covers;
+//! * the ZCR row is `librosa.feature.zero_crossing_rate(frame_length = n_fft,
+//!   center = False)`: samples with `|x| <= 1e-10` count as zero, zero counts
+//!   as positive, a crossing is a sign-bit change between neighbours, and the
+//!   count is divided by `n_fft`.
+//!
+//! Rows are ordered: mel (or MFCC) rows, then RMS (if `append_rms`), then ZCR
+//! (if `append_zcr`).
+//!
+//! Non-finite input samples (NaN, ±inf) are treated as 0, so output is always
+//! finite. The spectrum, filterbank and DCT are evaluated in `f64`: it costs
+//! little at these sizes and keeps low-level bands (down to the −100 dB floor)
+//! in agreement with the float64 reference.
+
+use std::fmt;
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+use serde::{Deserialize, Serialize};
+
+/// Floor of the power spectrum before the logarithm (librosa `amin`).
+const POWER_FLOOR: f64 = 1e-10;
+/// Floor of the frame RMS before the logarithm: −100 dB.
+const RMS_FLOOR: f64 = 1e-5;
+/// Magnitudes at or below this count as zero for the zero-crossing rate (librosa default).
+const ZCR_THRESHOLD: f32 = 1e-10;
+
+/// Which spectral representation forms the main rows of the feature matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// `n_mels` rows of log-mel power in dB.
+    LogMel,
+    /// `n_mfcc` rows of DCT-II (orthonormal) of the log-mel.
+    Mfcc,
+}
+
+/// Normalisation applied per inference window, before the global mean/std.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowNormalization {
+    /// Leave the window as it is.
+    #[default]
+    None,
+    /// Subtract, per feature row, its mean over the window's frames
+    /// (cepstral-mean style). A constant gain, or a fixed channel colouring,
+    /// adds a constant to every log-mel row, so this removes it; loudness then
+    /// reaches the model only through variation within the window.
+    SubtractMean,
+}
+
+/// Feature configuration, serialised into the model metadata
+/// (`seremotion.features`) so a model carries the exact front end it was
+/// trained with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Main rows: log-mel or MFCC.
+    pub kind: FeatureKind,
+    /// Sample rate in Hz the features assume; audio is resampled to it first.
+    pub sample_rate: u32,
+    /// FFT length, a power of two `>= win_length`.
+    pub n_fft: usize,
+    /// Length of the periodic Hann window, centred in the FFT frame.
+    pub win_length: usize,
+    /// Samples between consecutive frames.
+    pub hop_length: usize,
+    /// Number of mel bands.
+    pub n_mels: usize,
+    /// Lowest mel-band edge in Hz.
+    pub fmin: f32,
+    /// Highest mel-band edge in Hz, at most `sample_rate / 2`.
+    pub fmax: f32,
+    /// Number of cepstral coefficients kept when `kind == Mfcc` (`1..=n_mels`).
+    #[serde(default)]
+    pub n_mfcc: usize,
+    /// Append one row: frame RMS in dB (full-scale square wave = 0 dB, floor −100 dB).
+    #[serde(default)]
+    pub append_rms: bool,
+    /// Append one row: zero-crossing rate in `[0, 1]`.
+    #[serde(default)]
+    pub append_zcr: bool,
+    /// Per-window normalisation, applied by [`window_tensor`] before `mean`/`std`.
+    #[serde(default)]
+    pub normalization: WindowNormalization,
+    /// Global standardisation `(x - mean[i]) / std[i]` applied by
+    /// [`window_tensor`]; empty for none, else `n_features()` values.
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// See `mean`; same length, every value finite and `> 0`.
+    #[serde(default)]
+    pub std: Vec<f32>,
+}
+
+impl Default for FeatureConfig {
+    /// 64 log-mel bands of 25 ms windows every 10 ms at 16 kHz, 20 Hz–8 kHz.
+    fn default() -> Self {
+        FeatureConfig {
+            kind: FeatureKind::LogMel,
+            sample_rate: 16000,
+            n_fft: 512,
+            win_length: 400,
+            hop_length: 160,
+            n_mels: 64,
+            fmin: 20.0,
+            fmax: 8000.0,
+            n_mfcc: 0,
+            append_rms: false,
+            append_zcr: false,
+            normalization: WindowNormalization::None,
+            mean: Vec::new(),
+            std: Vec::new(),
+        }
+    }
+}
+
+/// Why a [`FeatureConfig`] cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureError {
+    /// A size or rate that must be positive is zero.
+    Zero {
+        /// Name of the offending field.
+        field: &'static str,
+    },
+    /// `n_fft` is not a power of two.
+    FftNotPowerOfTwo {
+        /// The configured `n_fft`.
+        n_fft: usize,
+    },
+    /// The window does not fit in the FFT frame.
+    WindowLongerThanFft {
+        /// The configured `win_length`.
+        win_length: usize,
+        /// The configured `n_fft`.
+        n_fft: usize,
+    },
+    /// `fmin`/`fmax` are not finite, negative, out of order or above Nyquist.
+    FrequencyRange {
+        /// The configured `fmin`.
+        fmin: f32,
+        /// The configured `fmax`.
+        fmax: f32,
+        /// `sample_rate / 2`.
+        nyquist: f32,
+    },
+    /// `n_mfcc` is outside `1..=n_mels` while `kind == Mfcc`.
+    MfccCount {
+        /// The configured `n_mfcc`.
+        n_mfcc: usize,
+        /// The configured `n_mels`.
+        n_mels: usize,
+    },
+    /// A mel band falls between two FFT bins and would always be silent.
+    EmptyMelBand {
+        /// Index of the first empty band.
+        band: usize,
+        /// The configured `n_mels`.
+        n_mels: usize,
+        /// The configured `n_fft`.
+        n_fft: usize,
+    },
+    /// `mean` or `std` has the wrong length.
+    StatsLength {
+        /// `"mean"` or `"std"`.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// `n_features()`.
+        expected: usize,
+    },
+    /// A `mean` value is not finite, or a `std` value is not finite and positive.
+    BadStat {
+        /// `"mean"` or `"std"`.
+        field: &'static str,
+        /// Index of the offending value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+}
+
+impl fmt::Display for FeatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeatureError::Zero { field } => {
+                write!(f, "feature config: `{field}` is 0; it must be positive")
+            }
+            FeatureError::FftNotPowerOfTwo { n_fft } => write!(
+                f,
+                "feature config: n_fft = {n_fft} is not a power of two (use e.g. 512 at 16 kHz)"
+            ),
+            FeatureError::WindowLongerThanFft { win_length, n_fft } => write!(
+                f,
+                "feature config: win_length = {win_length} is longer than n_fft = {n_fft}; \
+                 raise n_fft to a power of two >= win_length"
+            ),
+            FeatureError::FrequencyRange {
+                fmin,
+                fmax,
+                nyquist,
+            } => write!(
+                f,
+                "feature config: need 0 <= fmin < fmax <= sample_rate / 2 = {nyquist} Hz, \
+                 got fmin = {fmin} Hz, fmax = {fmax} Hz"
+            ),
+            FeatureError::MfccCount { n_mfcc, n_mels } => write!(
+                f,
+                "feature config: kind = mfcc needs n_mfcc in 1..={n_mels} (n_mels), got {n_mfcc}"
+            ),
+            FeatureError::EmptyMelBand {
+                band,
+                n_mels,
+                n_fft,
+            } => write!(
+                f,
+                "feature config: mel band {band} of {n_mels} contains no FFT bin at n_fft = {n_fft}; \
+                 lower n_mels, raise fmin or raise n_fft"
+            ),
+            FeatureError::StatsLength {
+                field,
+                len,
+                expected,
+            } => write!(
+                f,
+                "feature config: `{field}` has {len} values but there are {expected} features \
+                 (leave it empty for no standardisation)"
+            ),
+            FeatureError::BadStat {
+                field,
+                index,
+                value,
+            } => write!(
+                f,
+                "feature config: `{field}[{index}]` = {value} is not usable \
+                 (mean must be finite, std finite and > 0)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FeatureError {}
+
+impl FeatureConfig {
+    /// Checks that features can be computed with this configuration.
+    pub fn validate(&self) -> Result<(), FeatureError> {
+        for (field, value) in [
+            ("sample_rate", self.sample_rate as usize),
+            ("n_fft", self.n_fft),
+            ("win_length", self.win_length),
+            ("hop_length", self.hop_length),
+            ("n_mels", self.n_mels),
+        ] {
+            if value == 0 {
+                return Err(FeatureError::Zero { field });
+            }
+        }
+        if !self.n_fft.is_power_of_two() {
+            return Err(FeatureError::FftNotPowerOfTwo { n_fft: self.n_fft });
+        }
+        if self.win_length > self.n_fft {
+            return Err(FeatureError::WindowLongerThanFft {
+                win_length: self.win_length,
+                n_fft: self.n_fft,
+            });
+        }
+        let nyquist = self.sample_rate as f32 / 2.0;
+        let range_ok = self.fmin.is_finite()
+            && self.fmax.is_finite()
+            && self.fmin >= 0.0
+            && self.fmin < self.fmax
+            && self.fmax <= nyquist;
+        if !range_ok {
+            return Err(FeatureError::FrequencyRange {
+                fmin: self.fmin,
+                fmax: self.fmax,
+                nyquist,
+            });
+        }
+        if self.kind == FeatureKind::Mfcc && !(1..=self.n_mels).contains(&self.n_mfcc) {
+            return Err(FeatureError::MfccCount {
+                n_mfcc: self.n_mfcc,
+                n_mels: self.n_mels,
+            });
+        }
+        let expected = self.n_features();
+        if !self.mean.is_empty() || !self.std.is_empty() {
+            for (field, stats) in [("mean", &self.mean), ("std", &self.std)] {
+                if stats.len() != expected {
+                    return Err(FeatureError::StatsLength {
+                        field,
+                        len: stats.len(),
+                        expected,
+                    });
+                }
+            }
+        }
+        if let Some((index, &value)) = self.mean.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(FeatureError::BadStat {
+                field: "mean",
+                index,
+                value,
+            });
+        }
+        if let Some((index, &value)) = self
+            .std
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+        {
+            return Err(FeatureError::BadStat {
+                field: "std",
+                index,
+                value,
+            });
+        }
+        if let Some(band) = mel_filterbank(self)
+            .iter()
+            .position(|b| b.weights.is_empty())
+        {
+            return Err(FeatureError::EmptyMelBand {
+                band,
+                n_mels: self.n_mels,
+                n_fft: self.n_fft,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rows per frame: `n_mels` (log-mel) or `n_mfcc` (MFCC), plus one for
+    /// each appended RMS / ZCR row.
+    pub fn n_features(&self) -> usize {
+        let main = match self.kind {
+            FeatureKind::LogMel => self.n_mels,
+            FeatureKind::Mfcc => self.n_mfcc,
+        };
+        main + usize::from(self.append_rms) + usize::from(self.append_zcr)
+    }
+
+    /// Frames per second of audio.
+    pub fn frame_rate(&self) -> f64 {
+        f64::from(self.sample_rate) / self.hop_length as f64
+    }
+
+    /// Frames that `n_samples` samples yield with `center = False` framing:
+    /// 0 below `n_fft`, else `(n_samples - n_fft) / hop_length + 1`.
+    pub fn frames_in(&self, n_samples: usize) -> usize {
+        if n_samples < self.n_fft || self.hop_length == 0 {
+            0
+        } else {
+            (n_samples - self.n_fft) / self.hop_length + 1
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------
+
+/// Hz to mel on the Slaney scale (librosa `hz_to_mel(htk=False)`): linear
+/// below 1 kHz, logarithmic above.
+fn hz_to_mel(hz: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    const MIN_LOG_MEL: f64 = MIN_LOG_HZ / F_SP;
+    let logstep = 6.4f64.ln() / 27.0;
+    if hz >= MIN_LOG_HZ {
+        MIN_LOG_MEL + (hz / MIN_LOG_HZ).ln() / logstep
+    } else {
+        hz / F_SP
+    }
+}
+
+/// Inverse of [`hz_to_mel`] (librosa `mel_to_hz(htk=False)`).
+fn mel_to_hz(mel: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    const MIN_LOG_MEL: f64 = MIN_LOG_HZ / F_SP;
+    let logstep = 6.4f64.ln() / 27.0;
+    if mel >= MIN_LOG_MEL {
+        MIN_LOG_HZ * (logstep * (mel - MIN_LOG_MEL)).exp()
+    } else {
+        F_SP * mel
+    }
+}
+
+/// One triangular mel filter, stored sparsely: its non-zero weights start at
+/// FFT bin `start`.
+#[derive(Clone, Debug)]
+struct MelBand {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+/// `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax, htk=False,
+/// norm="slaney")`, sparse. Weights are rounded exactly as librosa rounds
+/// them (to f32, then scaled by the Slaney area norm in f64 and rounded to f32
+/// again), so the dot product reproduces librosa's to the last bit of the
+/// weights.
+fn mel_filterbank(cfg: &FeatureConfig) -> Vec<MelBand> {
+    let n_bins = cfg.n_fft / 2 + 1;
+    let sr = f64::from(cfg.sample_rate);
+    let fft_freq = |k: usize| k as f64 * (sr / 2.0) / (n_bins - 1).max(1) as f64;
+    let (mel_lo, mel_hi) = (
+        hz_to_mel(f64::from(cfg.fmin)),
+        hz_to_mel(f64::from(cfg.fmax)),
+    );
+    let n_pts = cfg.n_mels + 2;
+    // np.linspace(min_mel, max_mel, n_mels + 2), then back to Hz.
+    let edges: Vec<f64> = (0..n_pts)
+        .map(|i| {
+            let step = (mel_hi - mel_lo) / (n_pts - 1) as f64;
+            let mel = if i == n_pts - 1 {
+                mel_hi
+            } else {
+                mel_lo + i as f64 * step
+            };
+            mel_to_hz(mel)
+        })
+        .collect();
+    (0..cfg.n_mels)
+        .map(|m| {
+            let (lo, mid, hi) = (edges[m], edges[m + 1], edges[m + 2]);
+            let enorm = 2.0 / (hi - lo);
+            let mut start = None;
+            let mut weights = Vec::new();
+            for k in 0..n_bins {
+                let f = fft_freq(k);
+                let lower = -(lo - f) / (mid - lo);
+                let upper = (hi - f) / (hi - mid);
+                let w = lower.min(upper).max(0.0);
+                let w = ((w as f32) as f64 * enorm) as f32;
+                if w > 0.0 {
+                    let s = *start.get_or_insert(k);
+                    // Triangles are convex: non-zero bins are contiguous.
+                    weights.resize(k - s, 0.0);
+                    weights.push(w);
+                }
+            }
+            MelBand {
+                start: start.unwrap_or(0),
+                weights,
+            }
+        })
+        .collect()
+}
+
+/// Periodic Hann window of `win_length` samples, zero-padded centred to
+/// `n_fft` (librosa `pad_center`: left padding `(n_fft - win_length) / 2`).
+fn padded_hann(win_length: usize, n_fft: usize) -> Vec<f64> {
+    let mut w = vec![0.0; n_fft];
+    let lpad = (n_fft - win_length) / 2;
+    for (i, v) in w[lpad..lpad + win_length].iter_mut().enumerate() {
+        let phase = 2.0 * std::f64::consts::PI * i as f64 / win_length as f64;
+        *v = 0.5 - 0.5 * phase.cos();
+    }
+    w
+}
+
+/// Orthonormal DCT-II matrix (`scipy.fft.dct(type=2, norm="ortho")`), first
+/// `n_out` rows of an `n_in`-point transform, row-major.
+fn dct2_ortho(n_out: usize, n_in: usize) -> Vec<f64> {
+    let n = n_in as f64;
+    let mut m = Vec::with_capacity(n_out * n_in);
+    for k in 0..n_out {
+        let scale = if k == 0 {
+            (1.0 / n).sqrt()
+        } else {
+            (2.0 / n).sqrt()
+        };
+        for i in 0..n_in {
+            let arg = std::f64::consts::PI * k as f64 * (2 * i + 1) as f64 / (2.0 * n);
+            m.push(scale * arg.cos());
+        }
+    }
+    m
+}
+
+/// Zero-crossing rate of `frame` as librosa defines it (see module docs).
+fn zero_crossing_rate(frame: &[f32]) -> f32 {
+    let negative = |x: f32| x.abs() > ZCR_THRESHOLD && x.is_sign_negative();
+    let crossings = frame
+        .windows(2)
+        .filter(|p| negative(p[0]) != negative(p[1]))
+        .count();
+    crossings as f32 / frame.len() as f32
+}
+
+/// RMS in dB (`20 log10`, floor −100 dB).
+fn rms_db(samples: &[f32]) -> f32 {
+    let energy: f64 = samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let rms = (energy / samples.len().max(1) as f64).sqrt();
+    (20.0 * rms.max(RMS_FLOOR).log10()) as f32
+}
+
+// ---------------------------------------------------------------------------
+// Per-frame extractor
+// ---------------------------------------------------------------------------
+
+/// Computes the features of one `n_fft`-sample frame.
+///
+/// Everything that depends only on the configuration (FFT plan, window,
+/// filterbank, DCT matrix, scratch buffers) is built in [`FrameExtractor::new`];
+/// [`FrameExtractor::compute`] does not allocate.
+pub struct FrameExtractor {
+    kind: FeatureKind,
+    win_start: usize,
+    win_length: usize,
+    append_rms: bool,
+    append_zcr: bool,
+    n_features: usize,
+    fft: Arc<dyn RealToComplex<f64>>,
+    window: Vec<f64>,
+    bands: Vec<MelBand>,
+    /// `n_mfcc x n_mels`, row-major; empty for log-mel.
+    dct: Vec<f64>,
+    /// Sanitised copy of the input frame (non-finite samples zeroed).
+    clean: Vec<f32>,
+    fft_in: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    power: Vec<f64>,
+    fft_scratch: Vec<Complex<f64>>,
+    log_mel: Vec<f64>,
+}
+
+impl fmt::Debug for FrameExtractor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameExtractor")
+            .field("kind", &self.kind)
+            .field("n_fft", &self.window.len())
+            .field("n_features", &self.n_features)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameExtractor {
+    /// Validates `cfg` and precomputes everything a frame needs.
+    pub fn new(cfg: &FeatureConfig) -> Result<Self, FeatureError> {
+        cfg.validate()?;
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(cfg.n_fft);
+        let dct = match cfg.kind {
+            FeatureKind::LogMel => Vec::new(),
+            FeatureKind::Mfcc => dct2_ortho(cfg.n_mfcc, cfg.n_mels),
+        };
+        Ok(FrameExtractor {
+            kind: cfg.kind,
+            win_start: (cfg.n_fft - cfg.win_length) / 2,
+            win_length: cfg.win_length,
+            append_rms: cfg.append_rms,
+            append_zcr: cfg.append_zcr,
+            n_features: cfg.n_features(),
+            fft_in: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            fft_scratch: fft.make_scratch_vec(),
+            power: vec![0.0; cfg.n_fft / 2 + 1],
+            fft,
+            window: padded_hann(cfg.win_length, cfg.n_fft),
+            bands: mel_filterbank(cfg),
+            dct,
+            clean: vec![0.0; cfg.n_fft],
+            log_mel: vec![0.0; cfg.n_mels],
+        })
+    }
+
+    /// Values written per frame by [`FrameExtractor::compute`].
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Computes one frame.
+    ///
+    /// `frame` has exactly `n_fft` samples (f32, nominally in `[-1, 1]`;
+    /// non-finite samples count as 0). Writes `n_features()` values to `out`
+    /// and returns the frame RMS in dB (full-scale square = 0 dB, floor
+    /// −100 dB) over the `win_length` samples the window covers, for speech
+    /// gating — whether or not an RMS row is appended.
+    ///
+    /// # Panics
+    /// If `frame.len() != n_fft` or `out.len() != n_features()` (caller bug).
+    pub fn compute(&mut self, frame: &[f32], out: &mut [f32]) -> f32 {
+        assert_eq!(
+            frame.len(),
+            self.clean.len(),
+            "frame must have n_fft samples"
+        );
+        assert_eq!(
+            out.len(),
+            self.n_features,
+            "out must have n_features values"
+        );
+
+        for (c, &x) in self.clean.iter_mut().zip(frame) {
+            *c = if x.is_finite() { x } else { 0.0 };
+        }
+        for ((d, &x), &w) in self.fft_in.iter_mut().zip(&self.clean).zip(&self.window) {
+            *d = f64::from(x) * w;
+        }
+        // Lengths are fixed at construction, so the FFT cannot fail.
+        self.fft
+            .process_with_scratch(&mut self.fft_in, &mut self.spectrum, &mut self.fft_scratch)
+            .expect("FFT buffers sized by the plan");
+        for (p, c) in self.power.iter_mut().zip(&self.spectrum) {
+            *p = c.norm_sqr();
+        }
+        for (lm, band) in self.log_mel.iter_mut().zip(&self.bands) {
+            let bins = &self.power[band.start..band.start + band.weights.len()];
+            let e: f64 = bins
+                .iter()
+                .zip(&band.weights)
+                .map(|(&p, &w)| p * f64::from(w))
+                .sum();
+            *lm = 10.0 * e.max(POWER_FLOOR).log10();
+        }
+
+        let n_main = match self.kind {
+            FeatureKind::LogMel => {
+                for (o, &v) in out.iter_mut().zip(&self.log_mel) {
+                    *o = v as f32;
+                }
+                self.log_mel.len()
+            }
+            FeatureKind::Mfcc => {
+                let n_mels = self.log_mel.len();
+                let n_mfcc = self.dct.len() / n_mels;
+                for (o, row) in out.iter_mut().zip(self.dct.chunks_exact(n_mels)) {
+                    let c: f64 = row.iter().zip(&self.log_mel).map(|(a, b)| a * b).sum();
+                    *o = c as f32;
+                }
+                n_mfcc
+            }
+        };
+
+        let rms = rms_db(&self.clean[self.win_start..self.win_start + self.win_length]);
+        let mut row = n_main;
+        if self.append_rms {
+            out[row] = rms;
+            row += 1;
+        }
+        if self.append_zcr {
+            out[row] = zero_crossing_rate(&self.clean);
+        }
+        rms
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------
+
+/// Streaming framing over audio that arrives in chunks of any size.
+///
+/// Uses `center = False` framing (frame `t` covers samples
+/// `[t * hop, t * hop + n_fft)` of the stream since the last reset), so the
+/// frames, and their features, are identical however the audio is chunked.
+/// Holds at most `n_fft` samples; no allocation after construction.
+#[derive(Debug)]
+pub struct FrameStream {
+    extractor: FrameExtractor,
+    n_fft: usize,
+    hop: usize,
+    /// The samples of the next frame collected so far (`len <= n_fft`).
+    pending: Vec<f32>,
+    /// Samples still to discard before the next frame starts (only when hop > n_fft).
+    skip: usize,
+    out: Vec<f32>,
+    emitted: u64,
+}
+
+impl FrameStream {
+    /// Validates `cfg` and prepares an empty stream.
+    pub fn new(cfg: &FeatureConfig) -> Result<Self, FeatureError> {
+        let extractor = FrameExtractor::new(cfg)?;
+        Ok(FrameStream {
+            out: vec![0.0; extractor.n_features()],
+            extractor,
+            n_fft: cfg.n_fft,
+            hop: cfg.hop_length,
+            pending: Vec::with_capacity(cfg.n_fft),
+            skip: 0,
+            emitted: 0,
+        })
+    }
+
+    /// Values per frame passed to `on_frame`.
+    pub fn n_features(&self) -> usize {
+        self.extractor.n_features()
+    }
+
+    /// Appends `samples`; calls `on_frame(features, rms_db)` for every frame
+    /// completed, in order.
+    pub fn push(&mut self, mut samples: &[f32], mut on_frame: impl FnMut(&[f32], f32)) {
+        while !samples.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(samples.len());
+                self.skip -= n;
+                samples = &samples[n..];
+                continue;
+            }
+            let n = (self.n_fft - self.pending.len()).min(samples.len());
+            self.pending.extend_from_slice(&samples[..n]);
+            samples = &samples[n..];
+            if self.pending.len() == self.n_fft {
+                let rms = self.extractor.compute(&self.pending, &mut self.out);
+                self.emitted += 1;
+                on_frame(&self.out, rms);
+                if self.hop < self.n_fft {
+                    self.pending.copy_within(self.hop.., 0);
+                    self.pending.truncate(self.n_fft - self.hop);
+                } else {
+                    self.pending.clear();
+                    self.skip = self.hop - self.n_fft;
+                }
+            }
+        }
+    }
+
+    /// Forgets buffered audio and the frame count (after a flush or seek).
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.skip = 0;
+        self.emitted = 0;
+    }
+
+    /// Frames emitted since construction or the last reset.
+    pub fn frames_emitted(&self) -> u64 {
+        self.emitted
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Whole clips and model input
+// ---------------------------------------------------------------------------
+
+/// Features of a whole clip, frame-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMatrix {
+    /// Frames (`cfg.frames_in(samples.len())`).
+    pub n_frames: usize,
+    /// Values per frame.
+    pub n_features: usize,
+    /// Frame-major: `data[t * n_features + f]`.
+    pub data: Vec<f32>,
+    /// Per-frame RMS in dB (see [`FrameExtractor::compute`]).
+    pub rms_db: Vec<f32>,
+}
+
+impl FeatureMatrix {
+    /// Features of frame `t`.
+    pub fn frame(&self, t: usize) -> &[f32] {
+        &self.data[t * self.n_features..(t + 1) * self.n_features]
+    }
+}
+
+/// Features of a whole clip (`center = False`; a clip shorter than `n_fft`
+/// yields zero frames).
+pub fn extract(cfg: &FeatureConfig, samples: &[f32]) -> Result<FeatureMatrix, FeatureError> {
+    let mut stream = FrameStream::new(cfg)?;
+    let n_frames = cfg.frames_in(samples.len());
+    let n_features = stream.n_features();
+    let mut data = Vec::with_capacity(n_frames * n_features);
+    let mut rms = Vec::with_capacity(n_frames);
+    stream.push(samples, |f, r| {
+        data.extend_from_slice(f);
+        rms.push(r);
+    });
+    debug_assert_eq!(rms.len(), n_frames);
+    Ok(FeatureMatrix {
+        n_frames,
+        n_features,
+        data,
+        rms_db: rms,
+    })
+}
+
+/// Turns `n_frames` frame-major frames (`frames[t * n_features + f]`) into
+/// the model's channels-first input `out[f * n_frames + t]`, applying
+/// `cfg.normalization`, then `cfg.mean` / `cfg.std`. The element and the
+/// trainer both go through here, so the model always sees the same layout
+/// and scaling.
+///
+/// # Panics
+/// If `frames` or `out` is not `n_frames * cfg.n_features()` long (caller bug).
+pub fn window_tensor(cfg: &FeatureConfig, frames: &[f32], n_frames: usize, out: &mut [f32]) {
+    let nf = cfg.n_features();
+    assert_eq!(
+        frames.len(),
+        nf * n_frames,
+        "frames must be n_frames * n_features"
+    );
+    assert_eq!(
+        out.len(),
+        nf * n_frames,
+        "out must be n_frames * n_features"
+    );
+    if n_frames == 0 {
+        return;
+    }
+    for (f, row) in out.chunks_exact_mut(n_frames).enumerate() {
+        for (t, o) in row.iter_mut().enumerate() {
+            *o = frames[t * nf + f];
+        }
+        if cfg.normalization == WindowNormalization::SubtractMean {
+            let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n_frames as f64;
+            let mean = mean as f32;
+            row.iter_mut().for_each(|x| *x -= mean);
+        }
+        if let (Some(&m), Some(&s)) = (cfg.mean.get(f), cfg.std.get(f)) {
+            let inv = 1.0 / s;
+            row.iter_mut().for_each(|x| *x = (*x - m) * inv);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/features_golden.json"
+    ));
+
+    fn splitmix64(x: u64) -> u64 {
+        let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The signals of `scripts/golden_features.py`, same formulas.
+    fn golden_signal(name: &str, n: usize) -> Vec<f32> {
+        let sr = 16000.0;
+        let dur = n as f64 / sr;
+        let tau = 2.0 * std::f64::consts::PI;
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / sr;
+                let v = match name {
+                    "sine" => 0.5 * (tau * 1000.0 * t).sin(),
+                    "chirp" => {
+                        let (f0, f1) = (100.0, 7000.0);
+                        0.5 * (tau * (f0 * t + (f1 - f0) / (2.0 * dur) * t * t)).sin()
+                    }
+                    "noise" => {
+                        let u = (splitmix64(42 + i as u64) >> 11) as f64 / (1u64 << 53) as f64;
+                        0.1 * (2.0 * u - 1.0)
+                    }
+                    "silence" => 0.0,
+                    other => panic!("unknown golden signal {other}"),
+                };
+                v as f32
+            })
+            .collect()
+    }
+
+    fn sine(freq: f64, amp: f64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / 16000.0).sin()) as f32)
+            .collect()
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let u = (splitmix64(seed + i as u64) >> 11) as f64 / (1u64 << 53) as f64;
+                (0.2 * (2.0 * u - 1.0)) as f32
+            })
+            .collect()
+    }
+
+    fn json_f64s(v: &serde_json::Value) -> Vec<f64> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect()
+    }
+
+    #[test]
+    fn matches_librosa_golden_values() {
+        let g: serde_json::Value = serde_json::from_str(GOLDEN).expect("golden JSON parses");
+        let cfg: FeatureConfig =
+            serde_json::from_value(g["config"].clone()).expect("golden config parses");
+        assert_eq!(cfg, FeatureConfig::default());
+        let n_mfcc = g["n_mfcc"].as_u64().expect("n_mfcc") as usize;
+        let n = g["n_samples"].as_u64().expect("n_samples") as usize;
+        let frames: Vec<usize> = json_f64s(&g["frames"])
+            .iter()
+            .map(|&t| t as usize)
+            .collect();
+
+        let mel_cfg = FeatureConfig {
+            append_rms: true,
+            append_zcr: true,
+            ..cfg.clone()
+        };
+        let mfcc_cfg = FeatureConfig {
+            kind: FeatureKind::Mfcc,
+            n_mfcc,
+            ..cfg.clone()
+        };
+        let mut worst = [0.0f64; 4];
+        for (name, sig) in g["signals"].as_object().expect("signals") {
+            let y = golden_signal(name, n);
+            for (a, b) in y.iter().zip(json_f64s(&sig["first_samples"])) {
+                assert_eq!(f64::from(*a), b, "{name}: signal differs from the script's");
+            }
+            let mel = extract(&mel_cfg, &y).expect("extract");
+            let mfcc = extract(&mfcc_cfg, &y).expect("extract");
+            assert_eq!(
+                mel.n_frames as u64,
+                sig["n_frames"].as_u64().expect("n_frames")
+            );
+            for (i, &t) in frames.iter().enumerate() {
+                let ours = mel.frame(t);
+                let want = json_f64s(&sig["log_mel"][i]);
+                for (b, (&o, &w)) in ours.iter().zip(&want).enumerate() {
+                    let err = (f64::from(o) - w).abs();
+                    // Above −80 dB: 1e-3 dB; lower bands only need to agree loosely.
+                    let tol = if w > -80.0 { 1e-3 } else { 1e-2 };
+                    assert!(err <= tol, "{name} frame {t} mel {b}: {o} vs librosa {w}");
+                    worst[0] = worst[0].max(err);
+                }
+                for (c, (&o, w)) in mfcc
+                    .frame(t)
+                    .iter()
+                    .zip(json_f64s(&sig["mfcc"][i]))
+                    .enumerate()
+                {
+                    let err = (f64::from(o) - w).abs();
+                    assert!(err <= 5e-3, "{name} frame {t} mfcc {c}: {o} vs librosa {w}");
+                    worst[1] = worst[1].max(err);
+                }
+                let rms_want = sig["rms_db"][i].as_f64().expect("rms");
+                let rms_err = (f64::from(ours[64]) - rms_want).abs();
+                assert!(
+                    rms_err <= 1e-3,
+                    "{name} frame {t} rms: {} vs {rms_want}",
+                    ours[64]
+                );
+                assert_eq!(mel.rms_db[t], ours[64]);
+                worst[2] = worst[2].max(rms_err);
+                let zcr_want = sig["zcr"][i].as_f64().expect("zcr");
+                let zcr_err = (f64::from(ours[65]) - zcr_want).abs();
+                assert!(
+                    zcr_err <= 1e-6,
+                    "{name} frame {t} zcr: {} vs {zcr_want}",
+                    ours[65]
+                );
+                worst[3] = worst[3].max(zcr_err);
+            }
+        }
+        eprintln!(
+            "worst abs error vs librosa: log-mel {:.2e} dB, mfcc {:.2e}, rms {:.2e} dB, zcr {:.2e}",
+            worst[0], worst[1], worst[2], worst[3]
+        );
+    }
+
+    #[test]
+    fn mel_scale_round_trips_and_matches_slaney() {
+        assert!((hz_to_mel(1000.0) - 15.0).abs() < 1e-12);
+        assert!((hz_to_mel(500.0) - 7.5).abs() < 1e-12);
+        for hz in [0.0, 20.0, 999.0, 1000.0, 4000.0, 8000.0] {
+            assert!((mel_to_hz(hz_to_mel(hz)) - hz).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn sine_peaks_in_the_band_that_contains_it() {
+        let cfg = FeatureConfig::default();
+        let m = extract(&cfg, &sine(1000.0, 0.5, 1600)).expect("extract");
+        let frame = m.frame(3);
+        let peak = (0..frame.len())
+            .max_by(|&a, &b| frame[a].total_cmp(&frame[b]))
+            .expect("non-empty");
+        let bands = mel_filterbank(&cfg);
+        let k = 1000 * 512 / 16000; // bin 32 holds exactly 1 kHz
+        let band = &bands[peak];
+        assert!(band.start <= k && k < band.start + band.weights.len());
+        // No other band is within 3 dB of the peak but the neighbour sharing bin 32.
+        let close = frame.iter().filter(|&&v| v > frame[peak] - 3.0).count();
+        assert!(close <= 2, "{close} bands near the peak");
+    }
+
+    #[test]
+    fn silence_sits_at_the_floor_and_everything_stays_finite() {
+        let cfg = FeatureConfig {
+            append_rms: true,
+            append_zcr: true,
+            ..FeatureConfig::default()
+        };
+        let m = extract(&cfg, &vec![0.0; 2000]).expect("extract");
+        for t in 0..m.n_frames {
+            let f = m.frame(t);
+            assert!(f[..64].iter().all(|&v| v == -100.0));
+            assert_eq!(f[64], -100.0);
+            assert_eq!(f[65], 0.0);
+            assert_eq!(m.rms_db[t], -100.0);
+        }
+        let mfcc = FeatureConfig {
+            kind: FeatureKind::Mfcc,
+            n_mfcc: 13,
+            ..cfg.clone()
+        };
+        let mut bad = noise(2000, 7);
+        bad[100] = f32::NAN;
+        bad[700] = f32::INFINITY;
+        bad[900] = f32::NEG_INFINITY;
+        for c in [&mfcc, &FeatureConfig::default()] {
+            for sig in [
+                &bad,
+                &vec![f32::NAN; 600],
+                &vec![1.0; 600],
+                &vec![f32::MAX; 600],
+            ] {
+                let m = extract(c, sig).expect("extract");
+                assert!(m.data.iter().chain(&m.rms_db).all(|v| v.is_finite()));
+            }
+        }
+        // Non-finite samples are exactly zeros.
+        let mut zeroed = bad.clone();
+        zeroed
+            .iter_mut()
+            .filter(|v| !v.is_finite())
+            .for_each(|v| *v = 0.0);
+        assert_eq!(extract(&cfg, &bad), extract(&cfg, &zeroed));
+    }
+
+    #[test]
+    fn doubling_gain_adds_6_02_db_and_subtract_mean_removes_it() {
+        let cfg = FeatureConfig::default();
+        let x = noise(16000, 3);
+        let x2: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+        let a = extract(&cfg, &x).expect("extract");
+        let b = extract(&cfg, &x2).expect("extract");
+        let gain = 20.0 * 2f32.log10();
+        for (p, q) in a.data.iter().zip(&b.data) {
+            assert!((q - p - gain).abs() < 1e-3, "{p} -> {q}");
+        }
+        for (p, q) in a.rms_db.iter().zip(&b.rms_db) {
+            assert!((q - p - gain).abs() < 1e-3);
+        }
+        let norm = FeatureConfig {
+            normalization: WindowNormalization::SubtractMean,
+            ..cfg
+        };
+        let n = 50;
+        let len = n * norm.n_features();
+        let (mut ta, mut tb) = (vec![0.0; len], vec![0.0; len]);
+        window_tensor(&norm, &a.data[..len], n, &mut ta);
+        window_tensor(&norm, &b.data[..len], n, &mut tb);
+        for (p, q) in ta.iter().zip(&tb) {
+            assert!((p - q).abs() < 1e-3, "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn frame_stream_is_chunking_invariant() {
+        for (hop, n_fft, win) in [(160, 512, 400), (512, 512, 512), (700, 512, 300)] {
+            let cfg = FeatureConfig {
+                hop_length: hop,
+                n_fft,
+                win_length: win,
+                append_rms: true,
+                append_zcr: true,
+                ..FeatureConfig::default()
+            };
+            let x = noise(5000, 11);
+            let whole = extract(&cfg, &x).expect("extract");
+            assert_eq!(whole.n_frames, cfg.frames_in(x.len()));
+
+            let mut stream = FrameStream::new(&cfg).expect("stream");
+            let mut one = Vec::new();
+            for s in x.chunks(1) {
+                stream.push(s, |f, _| one.extend_from_slice(f));
+            }
+            assert_eq!(one, whole.data);
+            assert_eq!(stream.frames_emitted(), whole.n_frames as u64);
+
+            stream.reset();
+            assert_eq!(stream.frames_emitted(), 0);
+            let mut odd = Vec::new();
+            let mut rest = &x[..];
+            for size in [0, 1, 7, 511, 513, 1000].iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (c, r) = rest.split_at((*size).min(rest.len()));
+                stream.push(c, |f, _| odd.extend_from_slice(f));
+                rest = r;
+            }
+            assert_eq!(odd, whole.data);
+        }
+    }
+
+    #[test]
+    fn frames_in_and_frame_rate() {
+        let cfg = FeatureConfig::default();
+        assert_eq!(cfg.frames_in(0), 0);
+        assert_eq!(cfg.frames_in(511), 0);
+        assert_eq!(cfg.frames_in(512), 1);
+        assert_eq!(cfg.frames_in(671), 1);
+        assert_eq!(cfg.frames_in(672), 2);
+        assert_eq!(cfg.frames_in(16000), 97);
+        assert_eq!(cfg.frame_rate(), 100.0);
+        assert_eq!(extract(&cfg, &[0.1; 100]).expect("extract").n_frames, 0);
+    }
+
+    #[test]
+    fn window_tensor_is_channels_first_and_standardised() {
+        let cfg = FeatureConfig {
+            n_mels: 2,
+            append_rms: true,
+            ..FeatureConfig::default()
+        };
+        assert_eq!(cfg.n_features(), 3);
+        // 4 frames x 3 features, value = 10 t + f.
+        let frames: Vec<f32> = (0..4)
+            .flat_map(|t| (0..3).map(move |f| (10 * t + f) as f32))
+            .collect();
+        let mut out = vec![0.0; 12];
+        window_tensor(&cfg, &frames, 4, &mut out);
+        assert_eq!(
+            out,
+            [0., 10., 20., 30., 1., 11., 21., 31., 2., 12., 22., 32.]
+        );
+
+        let std_cfg = FeatureConfig {
+            mean: vec![15.0, 0.0, 2.0],
+            std: vec![5.0, 1.0, 0.5],
+            ..cfg.clone()
+        };
+        std_cfg.validate().expect("valid");
+        window_tensor(&std_cfg, &frames, 4, &mut out);
+        assert_eq!(
+            out,
+            [-3., -1., 1., 3., 1., 11., 21., 31., 0., 20., 40., 60.]
+        );
+
+        let both = FeatureConfig {
+            normalization: WindowNormalization::SubtractMean,
+            ..std_cfg
+        };
+        window_tensor(&both, &frames, 4, &mut out);
+        // Row means are 15, 16, 17; then (x - mean) / std.
+        assert_eq!(
+            out,
+            [-6., -4., -2., 0., -15., -5., 5., 15., -34., -14., 6., 26.]
+        );
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let ok = FeatureConfig::default();
+        ok.validate().expect("default is valid");
+        let cases: Vec<(FeatureConfig, FeatureError)> = vec![
+            (
+                FeatureConfig {
+                    n_fft: 500,
+                    ..ok.clone()
+                },
+                FeatureError::FftNotPowerOfTwo { n_fft: 500 },
+            ),
+            (
+                FeatureConfig {
+                    n_fft: 256,
+                    ..ok.clone()
+                },
+                FeatureError::WindowLongerThanFft {
+                    win_length: 400,
+                    n_fft: 256,
+                },
+            ),
+            (
+                FeatureConfig {
+                    hop_length: 0,
+                    ..ok.clone()
+                },
+                FeatureError::Zero {
+                    field: "hop_length",
+                },
+            ),
+            (
+                FeatureConfig {
+                    sample_rate: 0,
+                    ..ok.clone()
+                },
+                FeatureError::Zero {
+                    field: "sample_rate",
+                },
+            ),
+            (
+                FeatureConfig {
+                    fmax: 9000.0,
+                    ..ok.clone()
+                },
+                FeatureError::FrequencyRange {
+                    fmin: 20.0,
+                    fmax: 9000.0,
+                    nyquist: 8000.0,
+                },
+            ),
+            (
+                FeatureConfig {
+                    fmin: 4000.0,
+                    fmax: 3000.0,
+                    ..ok.clone()
+                },
+                FeatureError::FrequencyRange {
+                    fmin: 4000.0,
+                    fmax: 3000.0,
+                    nyquist: 8000.0,
+                },
+            ),
+            (
+                FeatureConfig {
+                    kind: FeatureKind::Mfcc,
+                    n_mfcc: 0,
+                    ..ok.clone()
+                },
+                FeatureError::MfccCount {
+                    n_mfcc: 0,
+                    n_mels: 64,
+                },
+            ),
+            (
+                FeatureConfig {
+                    kind: FeatureKind::Mfcc,
+                    n_mfcc: 65,
+                    ..ok.clone()
+                },
+                FeatureError::MfccCount {
+                    n_mfcc: 65,
+                    n_mels: 64,
+                },
+            ),
+            (
+                FeatureConfig {
+                    mean: vec![0.0; 3],
+                    std: vec![1.0; 3],
+                    ..ok.clone()
+                },
+                FeatureError::StatsLength {
+                    field: "mean",
+                    len: 3,
+                    expected: 64,
+                },
+            ),
+            (
+                FeatureConfig {
+                    mean: vec![0.0; 64],
+                    ..ok.clone()
+                },
+                FeatureError::StatsLength {
+                    field: "std",
+                    len: 0,
+                    expected: 64,
+                },
+            ),
+            (
+                FeatureConfig {
+                    mean: vec![0.0; 64],
+                    std: {
+                        let mut s = vec![1.0; 64];
+                        s[5] = 0.0;
+                        s
+                    },
+                    ..ok.clone()
+                },
+                FeatureError::BadStat {
+                    field: "std",
+                    index: 5,
+                    value: 0.0,
+                },
+            ),
+            (
+                FeatureConfig {
+                    n_mels: 256,
+                    ..ok.clone()
+                },
+                FeatureError::EmptyMelBand {
+                    band: 1,
+                    n_mels: 256,
+                    n_fft: 512,
+                },
+            ),
+        ];
+        for (cfg, want) in cases {
+            let got = cfg.validate().expect_err("invalid config accepted");
+            assert_eq!(got, want);
+            assert!(!got.to_string().is_empty());
+            assert!(FrameStream::new(&cfg).is_err());
+        }
+        let msg = FeatureConfig { n_fft: 256, ..ok }
+            .validate()
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            msg.contains("win_length = 400") && msg.contains("n_fft = 256"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn config_serde_round_trip_and_defaults() {
+        let cfg = FeatureConfig {
+            kind: FeatureKind::Mfcc,
+            n_mfcc: 20,
+            append_rms: true,
+            append_zcr: true,
+            normalization: WindowNormalization::SubtractMean,
+            mean: vec![0.5; 22],
+            std: vec![2.0; 22],
+            ..FeatureConfig::default()
+        };
+        let json = serde_json::to_string(&cfg).expect("serialise");
+        assert!(
+            json.contains("\"kind\":\"mfcc\"") && json.contains("\"subtract_mean\""),
+            "{json}"
+        );
+        let back: FeatureConfig = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back, cfg);
+
+        let minimal = r#"{"kind":"log_mel","sample_rate":16000,"n_fft":512,"win_length":400,
+            "hop_length":160,"n_mels":64,"fmin":20.0,"fmax":8000.0}"#;
+        let parsed: FeatureConfig = serde_json::from_str(minimal).expect("minimal parses");
+        assert_eq!(parsed, FeatureConfig::default());
+        let unknown = minimal.replace("\"n_mels\"", "\"n_melz\":1,\"n_mels\"");
+        assert!(serde_json::from_str::<FeatureConfig>(&unknown).is_err());
+        assert!(serde_json::from_str::<FeatureConfig>(&minimal.replace("log_mel", "cqt")).is_err());
+    }
+
+    #[test]
+    fn zero_crossing_rate_definition() {
+        // + + - - + : 2 crossings over 5 samples; tiny values count as zero (positive).
+        assert_eq!(zero_crossing_rate(&[1.0, 0.5, -0.5, -1.0, 1.0]), 2.0 / 5.0);
+        assert_eq!(zero_crossing_rate(&[0.0, -1e-12, 1e-12, -0.0]), 0.0);
+        assert_eq!(zero_crossing_rate(&[-1.0, 0.0, -1.0]), 2.0 / 3.0);
+    }
+}

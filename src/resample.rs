@@ -1,0 +1,450 @@
+//! Sample-rate conversion shared by the element (any input rate -> the
+//! model's rate) and the trainer (telephone-band simulation, corpora at other
+//! rates).
+//!
+//! Built on rubato's [`FftFixedInOut`]: a fixed-ratio resampler that filters
+//! in the frequency domain with a Blackman-Harris² windowed sinc as long as
+//! one FFT block. It is exact for rational ratios (every pair of integer rates
+//! is one), linear-phase, and its stop band is far below what matters for
+//! features (> 100 dB). Its pass band ends just below the lower of the two
+//! Nyquist frequencies; blocks of at least [`MIN_BLOCK`] samples on both sides
+//! keep that transition narrow (within a few percent of Nyquist).
+//!
+//! rubato's filter delays the signal by half an output block. The
+//! [`StreamResampler`] compensates: it drops those first samples, so output
+//! sample `j` corresponds to time `j / to_hz` exactly like input sample `i`
+//! corresponds to `i / from_hz`. [`StreamResampler::latency_output_samples`]
+//! reports how many output samples the stream holds back before they come out
+//! (the price of that alignment in a live pipeline).
+
+use std::fmt;
+
+use rubato::{FftFixedInOut, Resampler};
+
+/// Smallest FFT block, in samples on each side of the conversion.
+pub const MIN_BLOCK: usize = 512;
+
+/// Why a resampler could not be made.
+#[derive(Debug)]
+pub enum ResampleError {
+    /// A sample rate of 0 Hz.
+    ZeroRate {
+        /// Input rate in Hz.
+        from_hz: u32,
+        /// Output rate in Hz.
+        to_hz: u32,
+    },
+    /// rubato refused the configuration.
+    Rubato(rubato::ResamplerConstructionError),
+}
+
+impl fmt::Display for ResampleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResampleError::ZeroRate { from_hz, to_hz } => write!(
+                f,
+                "cannot resample from {from_hz} Hz to {to_hz} Hz: sample rates must be positive"
+            ),
+            ResampleError::Rubato(e) => write!(f, "cannot build the resampler: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ResampleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ResampleError::Rubato(e) => Some(e),
+            ResampleError::ZeroRate { .. } => None,
+        }
+    }
+}
+
+/// The conversion engine and its pre-sized buffers.
+struct Converter {
+    inner: FftFixedInOut<f32>,
+    /// Input samples of the block being collected (capacity = one block).
+    block_in: Vec<f32>,
+    /// rubato's output for one block (one channel).
+    block_out: [Vec<f32>; 1],
+    /// Output samples still to drop to compensate the filter delay.
+    to_skip: usize,
+    delay: usize,
+}
+
+impl Converter {
+    fn new(from_hz: u32, to_hz: u32) -> Result<Self, ResampleError> {
+        let (from, to) = (from_hz as usize, to_hz as usize);
+        let g = gcd(from, to);
+        let (unit_in, unit_out) = (from / g, to / g);
+        // rubato rounds the requested input block up to whole units; ask for
+        // enough units that both sides reach MIN_BLOCK.
+        let mut units = MIN_BLOCK
+            .div_ceil(unit_in)
+            .max(MIN_BLOCK.div_ceil(unit_out));
+        // rubato's filter is centred on sample `block_in / 2`; with both block
+        // sizes even its delay is exactly `block_out / 2` output samples, a
+        // whole number we can drop. (An odd block leaves a half-sample shift.)
+        if (units * unit_in) % 2 == 1 || (units * unit_out) % 2 == 1 {
+            units += 1;
+        }
+        let inner = FftFixedInOut::<f32>::new(from, to, units * unit_in, 1)
+            .map_err(ResampleError::Rubato)?;
+        let delay = inner.output_delay();
+        Ok(Converter {
+            block_in: Vec::with_capacity(inner.input_frames_max()),
+            block_out: [vec![0.0; inner.output_frames_max()]],
+            to_skip: delay,
+            delay,
+            inner,
+        })
+    }
+
+    /// Converts the full block in `block_in` and appends what is due to `out`.
+    fn run_block(&mut self, out: &mut Vec<f32>) {
+        let (_, n_out) = self
+            .inner
+            .process_into_buffer(&[&self.block_in], &mut self.block_out, None)
+            .expect("block sizes fixed at construction");
+        self.block_in.clear();
+        let produced = &self.block_out[0][..n_out];
+        let skip = self.to_skip.min(produced.len());
+        self.to_skip -= skip;
+        out.extend_from_slice(&produced[skip..]);
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+        self.block_in.clear();
+        self.to_skip = self.delay;
+    }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Streaming mono resampler with a fixed ratio, time-aligned output.
+///
+/// Feed chunks of any size to [`process`](Self::process); the output does
+/// not depend on how the input was chunked. Call [`flush`](Self::flush) at the
+/// end of the stream to get the tail: the total output is then
+/// `round(n_in * to_hz / from_hz)` samples. No allocation in steady state
+/// (the caller reuses `out`).
+pub struct StreamResampler {
+    from_hz: u32,
+    to_hz: u32,
+    /// `None` when the rates are equal: samples are copied unchanged.
+    converter: Option<Box<Converter>>,
+    consumed: u64,
+    emitted: u64,
+}
+
+impl fmt::Debug for StreamResampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamResampler")
+            .field("from_hz", &self.from_hz)
+            .field("to_hz", &self.to_hz)
+            .field("consumed", &self.consumed)
+            .field("emitted", &self.emitted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamResampler {
+    /// A resampler from `from_hz` to `to_hz`. Equal rates give an exact
+    /// pass-through copy.
+    pub fn new(from_hz: u32, to_hz: u32) -> Result<Self, ResampleError> {
+        if from_hz == 0 || to_hz == 0 {
+            return Err(ResampleError::ZeroRate { from_hz, to_hz });
+        }
+        let converter = if from_hz == to_hz {
+            None
+        } else {
+            Some(Box::new(Converter::new(from_hz, to_hz)?))
+        };
+        Ok(StreamResampler {
+            from_hz,
+            to_hz,
+            converter,
+            consumed: 0,
+            emitted: 0,
+        })
+    }
+
+    /// Input rate in Hz.
+    pub fn from_hz(&self) -> u32 {
+        self.from_hz
+    }
+
+    /// Output rate in Hz.
+    pub fn to_hz(&self) -> u32 {
+        self.to_hz
+    }
+
+    /// Converts `input` and appends the output samples now available to `out`.
+    pub fn process(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
+        self.consumed += input.len() as u64;
+        let start = out.len();
+        match &mut self.converter {
+            None => out.extend_from_slice(input),
+            Some(c) => {
+                while !input.is_empty() {
+                    let want = c.inner.input_frames_next() - c.block_in.len();
+                    let n = want.min(input.len());
+                    c.block_in.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    if n == want {
+                        c.run_block(out);
+                    }
+                }
+            }
+        }
+        self.emitted += (out.len() - start) as u64;
+    }
+
+    /// Ends the stream: pads with zeros internally and appends the remaining
+    /// output, so that the total since the last reset is
+    /// `round(n_in * to_hz / from_hz)`. Then resets for a new stream.
+    pub fn flush(&mut self, out: &mut Vec<f32>) {
+        let total = self.expected_output(self.consumed);
+        if let Some(c) = &mut self.converter {
+            let start = out.len();
+            let mut have = self.emitted;
+            while have < total {
+                let target = c.inner.input_frames_next();
+                c.block_in.resize(target, 0.0);
+                let before = out.len();
+                c.run_block(out);
+                have += (out.len() - before) as u64;
+            }
+            let excess = (have - total) as usize;
+            out.truncate(out.len() - excess);
+            debug_assert!(out.len() >= start);
+        }
+        self.reset();
+    }
+
+    /// Forgets all buffered audio (after a flush or seek).
+    pub fn reset(&mut self) {
+        if let Some(c) = &mut self.converter {
+            c.reset();
+        }
+        self.consumed = 0;
+        self.emitted = 0;
+    }
+
+    /// Output samples the stream holds back at most: the resampler's block
+    /// plus its filter delay, expressed at the output rate. Input arriving now
+    /// leaves `process` at most this many output samples later (0 for
+    /// pass-through). Useful for latency queries.
+    pub fn latency_output_samples(&self) -> usize {
+        self.converter
+            .as_ref()
+            .map_or(0, |c| c.inner.output_frames_max() + c.delay)
+    }
+
+    /// `round(n_in * to / from)`.
+    fn expected_output(&self, n_in: u64) -> u64 {
+        let (from, to) = (u128::from(self.from_hz), u128::from(self.to_hz));
+        ((u128::from(n_in) * to * 2 + from) / (2 * from)) as u64
+    }
+}
+
+/// Resamples a whole clip: time-aligned, `round(n * to_hz / from_hz)` samples.
+pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, ResampleError> {
+    let mut r = StreamResampler::new(from_hz, to_hz)?;
+    let total = r.expected_output(input.len() as u64) as usize;
+    let mut out = Vec::with_capacity(total + r.latency_output_samples());
+    r.process(input, &mut out);
+    r.flush(&mut out);
+    debug_assert_eq!(out.len(), total);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATES: [u32; 9] = [
+        8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000, 192000,
+    ];
+
+    fn tone(freq: f64, amp: f64, rate: u32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+                    as f32
+            })
+            .collect()
+    }
+
+    /// Amplitude and phase of `freq` in `x` (least-squares fit of sin/cos).
+    fn fit(x: &[f32], freq: f64, rate: u32) -> (f64, f64) {
+        let (mut s, mut c) = (0.0, 0.0);
+        for (i, &v) in x.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate);
+            s += f64::from(v) * ph.sin();
+            c += f64::from(v) * ph.cos();
+        }
+        let n = x.len() as f64;
+        ((s * s + c * c).sqrt() * 2.0 / n, c.atan2(s))
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn sine_keeps_frequency_amplitude_and_phase() {
+        let x = tone(440.0, 0.5, 48000, 48000);
+        let y = resample(&x, 48000, 16000).expect("resample");
+        assert_eq!(y.len(), 16000);
+        let want = tone(440.0, 0.5, 16000, 16000);
+        // Away from the edges the output is the ideally sampled tone.
+        let mid = 1000..15000;
+        let err: Vec<f32> = y[mid.clone()]
+            .iter()
+            .zip(&want[mid.clone()])
+            .map(|(a, b)| a - b)
+            .collect();
+        assert!(rms(&err) < 1e-3, "rms error {}", rms(&err));
+        let (amp, _) = fit(&y[mid], 440.0, 16000);
+        assert!((amp - 0.5).abs() < 1e-3, "amplitude {amp}");
+    }
+
+    #[test]
+    fn every_rate_pair_works_and_keeps_a_tone() {
+        for &from in &RATES {
+            for &to in &RATES {
+                let n = from as usize / 4;
+                let x = tone(1000.0, 0.5, from, n);
+                let y = resample(&x, from, to).expect("resample");
+                let expect = ((n as u64 * u64::from(to) * 2 + u64::from(from))
+                    / (2 * u64::from(from))) as usize;
+                assert_eq!(y.len(), expect, "{from}->{to}");
+                let want = tone(1000.0, 0.5, to, y.len());
+                let edge = y.len() / 8;
+                let err: Vec<f32> = y[edge..y.len() - edge]
+                    .iter()
+                    .zip(&want[edge..y.len() - edge])
+                    .map(|(a, b)| a - b)
+                    .collect();
+                assert!(rms(&err) < 2e-3, "{from}->{to}: rms error {}", rms(&err));
+            }
+        }
+    }
+
+    #[test]
+    fn downsampling_removes_what_does_not_fit() {
+        let x = tone(6000.0, 0.5, 16000, 16000);
+        let y = resample(&x, 16000, 8000).expect("resample");
+        let level = 20.0 * (rms(&y[500..7500]) / rms(&x)).log10();
+        assert!(level < -40.0, "6 kHz tone only {level:.1} dB down");
+        // A tone well inside the new band passes untouched.
+        let x = tone(3000.0, 0.5, 16000, 16000);
+        let y = resample(&x, 16000, 8000).expect("resample");
+        let level = 20.0 * (rms(&y[500..7500]) / rms(&x)).log10();
+        assert!(level.abs() < 0.05, "3 kHz tone changed by {level:.2} dB");
+    }
+
+    #[test]
+    fn impulse_and_step_stay_in_place() {
+        for &(from, to) in &[
+            (48000, 16000),
+            (8000, 16000),
+            (44100, 16000),
+            (16000, 8000),
+            (11025, 16000),
+        ] {
+            let n = from as usize / 2;
+            let at = n / 2;
+            let mut x = vec![0.0f32; n];
+            x[at] = 1.0;
+            let y = resample(&x, from, to).expect("resample");
+            let peak = (0..y.len())
+                .max_by(|&a, &b| y[a].abs().total_cmp(&y[b].abs()))
+                .expect("non-empty");
+            let expect = at as f64 * f64::from(to) / f64::from(from);
+            assert!(
+                (peak as f64 - expect).abs() <= 1.0,
+                "{from}->{to}: impulse at {peak}, want {expect}"
+            );
+
+            let step: Vec<f32> = (0..n).map(|i| if i >= at { 0.5 } else { 0.0 }).collect();
+            let y = resample(&step, from, to).expect("resample");
+            let cross = y.iter().position(|&v| v >= 0.25).expect("step arrives");
+            assert!(
+                (cross as f64 - expect).abs() <= 2.0,
+                "{from}->{to}: step at {cross}, want {expect}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_equals_whole() {
+        for &(from, to) in &[(48000, 16000), (8000, 16000), (44100, 16000), (22050, 8000)] {
+            let x: Vec<f32> = (0..30000)
+                .map(|i| ((i * 7919 % 2001) as f32 / 1000.0 - 1.0) * 0.3)
+                .collect();
+            let whole = resample(&x, from, to).expect("resample");
+            let mut r = StreamResampler::new(from, to).expect("new");
+            let mut out = Vec::new();
+            let mut rest = &x[..];
+            for size in [1usize, 3, 100, 4097, 0, 999].iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (c, tail) = rest.split_at((*size).min(rest.len()));
+                r.process(c, &mut out);
+                rest = tail;
+            }
+            r.flush(&mut out);
+            assert_eq!(out.len(), whole.len());
+            let worst = out
+                .iter()
+                .zip(&whole)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst <= 1e-5, "{from}->{to}: chunked differs by {worst}");
+            // After flush the stream starts over: same input, same output.
+            let mut again = Vec::new();
+            r.process(&x, &mut again);
+            r.flush(&mut again);
+            assert_eq!(again, whole);
+        }
+    }
+
+    #[test]
+    fn equal_rates_pass_through_exactly() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32).sin()).collect();
+        assert_eq!(resample(&x, 16000, 16000).expect("resample"), x);
+        let mut r = StreamResampler::new(44100, 44100).expect("new");
+        assert_eq!(r.latency_output_samples(), 0);
+        let mut out = Vec::new();
+        r.process(&x[..10], &mut out);
+        assert_eq!(out, &x[..10]);
+    }
+
+    #[test]
+    fn zero_rate_is_refused_with_a_clear_message() {
+        let e = StreamResampler::new(0, 16000).expect_err("0 Hz accepted");
+        assert!(e.to_string().contains("0 Hz"), "{e}");
+        assert!(resample(&[0.0], 16000, 0).is_err());
+    }
+
+    #[test]
+    fn short_and_empty_inputs() {
+        assert!(resample(&[], 48000, 16000).expect("resample").is_empty());
+        assert_eq!(
+            resample(&[0.5; 3], 48000, 16000).expect("resample").len(),
+            1
+        );
+        assert_eq!(
+            resample(&[0.5; 5], 8000, 16000).expect("resample").len(),
+            10
+        );
+    }
+}

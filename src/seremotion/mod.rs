@@ -1,0 +1,17 @@
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct SerEmotion(ObjectSubclass<imp::SerEmotion>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "seremotion",
+        gst::Rank::NONE,
+        SerEmotion::static_type(),
+    )
+}

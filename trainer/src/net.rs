@@ -1,0 +1,123 @@
+//! The emotion network: a small 1D CNN over feature frames.
+//!
+//! Input `[batch, n_features, n_frames]` (channels first), output logits
+//! `[batch, n_labels]`. Each block is convolution over time, batch
+//! normalisation, ReLU and max pooling by 2; a global average over time makes
+//! the network independent of the number of frames, so the element can run a
+//! shorter last window at end of stream.
+//!
+//! The time convolutions are written as 2D operations over a unit height axis
+//! (`[batch, channels, 1, frames]`): burn-onnx 0.22 exports `MaxPool2d` and a
+//! global `AdaptiveAvgPool2d`, but neither `MaxPool1d` nor a time mean whose
+//! divisor would depend on the (dynamic) number of frames. A `[1, k]` kernel
+//! computes exactly what a Conv1d of size `k` would.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::PaddingConfig2d;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use serde::{Deserialize, Serialize};
+
+/// Shape of the network; travels in the training report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// Feature rows per frame (the model input's channel count).
+    pub n_features: usize,
+    /// Output channels of each convolution block.
+    pub channels: Vec<usize>,
+    /// Kernel size over time of every convolution (odd, so padding is symmetric).
+    pub kernel: usize,
+    /// Dropout before the classifier (and, at a fifth of it, after each block).
+    pub dropout: f64,
+    pub n_labels: usize,
+}
+
+impl NetConfig {
+    pub fn new(n_features: usize, n_labels: usize) -> Self {
+        Self {
+            n_features,
+            channels: vec![48, 64, 80, 96],
+            kernel: 3,
+            dropout: 0.3,
+            n_labels,
+        }
+    }
+
+    /// Multiply-adds of one forward pass over `n_frames` frames (convolutions
+    /// and the classifier; BN/ReLU/pooling are a few ops per activation).
+    pub fn macs(&self, n_frames: usize) -> usize {
+        let mut frames = n_frames;
+        let mut c_in = self.n_features;
+        let mut total = 0;
+        for (i, &c_out) in self.channels.iter().enumerate() {
+            total += c_in * c_out * self.kernel * frames;
+            if i + 1 < self.channels.len() {
+                frames /= 2;
+            }
+            c_in = c_out;
+        }
+        total + c_in * self.n_labels
+    }
+
+    pub fn init(&self, device: &Device) -> EmotionCnn {
+        assert!(self.kernel % 2 == 1, "kernel size must be odd");
+        assert!(!self.channels.is_empty(), "at least one block");
+        let pad = self.kernel / 2;
+        let mut blocks = Vec::with_capacity(self.channels.len());
+        let mut c_in = self.n_features;
+        for &c_out in &self.channels {
+            blocks.push(ConvBlock {
+                conv: Conv2dConfig::new([c_in, c_out], [1, self.kernel])
+                    .with_padding(PaddingConfig2d::Explicit(0, pad, 0, pad))
+                    // BN follows: a conv bias would be redundant.
+                    .with_bias(false)
+                    .init(device),
+                norm: BatchNormConfig::new(c_out).init(device),
+                dropout: DropoutConfig::new(self.dropout / 5.0).init(),
+            });
+            c_in = c_out;
+        }
+        EmotionCnn {
+            blocks,
+            pool: MaxPool2dConfig::new([1, 2]).init(),
+            global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: LinearConfig::new(c_in, self.n_labels).init(device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: BatchNorm,
+    dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct EmotionCnn {
+    blocks: Vec<ConvBlock>,
+    pool: MaxPool2d,
+    global_pool: AdaptiveAvgPool2d,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl EmotionCnn {
+    /// `[batch, n_features, n_frames]` -> logits `[batch, n_labels]`.
+    pub fn forward(&self, features: Tensor<3>) -> Tensor<2> {
+        let mut x: Tensor<4> = features.unsqueeze_dim(2);
+        let last = self.blocks.len() - 1;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = relu(block.norm.forward(block.conv.forward(x)));
+            if i < last {
+                x = self.pool.forward(x);
+            }
+            x = block.dropout.forward(x);
+        }
+        let x: Tensor<2> = self.global_pool.forward(x).flatten(1, 3);
+        self.head.forward(self.dropout.forward(x))
+    }
+}

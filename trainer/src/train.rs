@@ -1,0 +1,508 @@
+//! Feature windows and the training loop.
+//!
+//! Every clip is turned into features once (training clips also as several
+//! augmented copies), so an epoch only crops windows out of precomputed
+//! frame matrices: that keeps epochs to seconds on two cores. Crops and the
+//! validation windows go through `features::window_tensor`, the transform the
+//! element applies, and validation classifies clips the way the element does
+//! (windows every second, speech gating, mean of window probabilities).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use gstseremotion::analysis::{DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES};
+use gstseremotion::features::{self, FeatureConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::net::{EmotionCnn, NetConfig};
+
+/// Features of one rendition (clean or augmented) of a clip.
+#[derive(Clone, Debug)]
+pub struct Utterance {
+    /// Frame-major, `n_frames * n_features`.
+    pub frames: Vec<f32>,
+    pub n_frames: usize,
+    /// Per frame: above the element's speech threshold.
+    pub speech: Vec<bool>,
+}
+
+impl Utterance {
+    pub fn from_audio(cfg: &FeatureConfig, audio: &[f32]) -> Result<Self> {
+        let m = features::extract(cfg, audio).map_err(|e| anyhow::anyhow!("features: {e}"))?;
+        Ok(Self {
+            speech: m.rms_db.iter().map(|&db| db > DEFAULT_SPEECH_THRESHOLD_DB).collect(),
+            frames: m.data,
+            n_frames: m.n_frames,
+        })
+    }
+}
+
+/// All renditions of one labelled clip; `versions[0]` is the clean one.
+#[derive(Clone, Debug)]
+pub struct ClipFeatures {
+    pub label: usize,
+    pub corpus: String,
+    pub versions: Vec<Utterance>,
+}
+
+/// Knobs of one training run; serialised into the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub max_epochs: usize,
+    pub batch_size: usize,
+    /// Windows drawn per epoch (weighted sampling with replacement).
+    pub samples_per_epoch: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub label_smoothing: f32,
+    /// Epochs without a better validation UA before stopping.
+    pub early_stop_patience: usize,
+    /// Epochs without improvement before the learning rate is multiplied by `lr_factor`.
+    pub lr_patience: usize,
+    pub lr_factor: f64,
+    pub min_lr: f64,
+    /// Frames in a full window (the model's window).
+    pub window_frames: usize,
+    /// Frames between validation window starts (the element's 1 s interval).
+    pub hop_frames: usize,
+    /// Fraction of batches cut shorter than a full window, as the element's
+    /// last window at end of stream is.
+    pub short_window_fraction: f64,
+    /// Max feature rows / frames zeroed by SpecAugment-style masking.
+    pub freq_mask: usize,
+    pub time_mask: usize,
+    pub net: NetConfig,
+}
+
+/// One epoch's numbers, kept for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f32,
+    pub train_accuracy: f32,
+    pub val_ua: f32,
+    pub val_ua_per_corpus: Vec<(String, f32)>,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+pub struct TrainOutcome {
+    /// Best model on validation UA, in inference mode.
+    pub model: EmotionCnn,
+    pub best_epoch: usize,
+    pub best_val_ua: f32,
+    pub history: Vec<EpochLog>,
+}
+
+/// Global per-row mean and standard deviation of windows after the window
+/// normalisation, over the clean training renditions: these become
+/// `FeatureConfig::mean`/`std` so the network sees unit-scale inputs.
+pub fn feature_stats(cfg: &FeatureConfig, clips: &[ClipFeatures], window_frames: usize) -> (Vec<f32>, Vec<f32>) {
+    let nf = cfg.n_features();
+    let mut plain = cfg.clone();
+    plain.mean.clear();
+    plain.std.clear();
+    let mut sum = vec![0f64; nf];
+    let mut sq = vec![0f64; nf];
+    let mut count = 0f64;
+    let mut buf = Vec::new();
+    for clip in clips {
+        let u = &clip.versions[0];
+        let mut start = 0;
+        // Non-overlapping windows (whole clip when shorter) like the element cuts them.
+        while start < u.n_frames {
+            let n = window_frames.min(u.n_frames - start);
+            if n < MIN_MODEL_FRAMES && start > 0 {
+                break;
+            }
+            buf.resize(n * nf, 0.0);
+            features::window_tensor(&plain, &u.frames[start * nf..(start + n) * nf], n, &mut buf);
+            for (f, row) in buf.chunks_exact(n).enumerate() {
+                for &x in row {
+                    sum[f] += f64::from(x);
+                    sq[f] += f64::from(x) * f64::from(x);
+                }
+            }
+            count += n as f64;
+            start += window_frames;
+        }
+    }
+    let count = count.max(1.0);
+    let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+    let std: Vec<f32> = sum
+        .iter()
+        .zip(&sq)
+        .map(|(s, q)| {
+            let m = s / count;
+            ((q / count - m * m).max(0.0).sqrt() as f32).max(1e-3)
+        })
+        .collect();
+    (mean, std)
+}
+
+/// Window starts and lengths the element analyses in a clip of `n_frames`
+/// frames: full windows every `hop`, then at end of stream the frames not yet
+/// covered (at most one window), as `analysis::EmotionAnalyzer` does.
+pub fn element_windows(n_frames: usize, window: usize, hop: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    let mut analysed_until = 0;
+    while next + window <= n_frames {
+        out.push((next, window));
+        analysed_until = next + window;
+        next += hop;
+    }
+    if n_frames > analysed_until && n_frames > next {
+        let n = (n_frames - next).min(window);
+        out.push((n_frames - n, n));
+    }
+    out
+}
+
+fn speech_ok(speech: &[bool]) -> bool {
+    let n = speech.iter().filter(|&&s| s).count();
+    n > 0 && n as f32 / speech.len() as f32 >= DEFAULT_MIN_SPEECH_RATIO
+}
+
+/// Channels-first model input for `n` frames from `start`, zero-padded (after
+/// normalisation, as the element pads) to `model_frames`.
+fn window_input(cfg: &FeatureConfig, u: &Utterance, start: usize, n: usize, model_frames: usize, out: &mut [f32]) {
+    let nf = cfg.n_features();
+    let frames = &u.frames[start * nf..(start + n) * nf];
+    if n == model_frames {
+        features::window_tensor(cfg, frames, n, out);
+    } else {
+        let mut packed = vec![0.0; nf * n];
+        features::window_tensor(cfg, frames, n, &mut packed);
+        out.fill(0.0);
+        for (dst, src) in out.chunks_exact_mut(model_frames).zip(packed.chunks_exact(n)) {
+            dst[..n].copy_from_slice(src);
+        }
+    }
+}
+
+fn softmax_rows(logits: &[f32], n_labels: usize) -> Vec<f32> {
+    let mut out = logits.to_vec();
+    for row in out.chunks_exact_mut(n_labels) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        row.iter_mut().for_each(|v| *v /= sum);
+    }
+    out
+}
+
+/// Clip-level predictions with the element's windowing, gating and score
+/// averaging (clean renditions). A clip with no speech window is predicted
+/// from all its windows, ungated, so it still gets a label.
+pub fn predict_clips(
+    model: &EmotionCnn,
+    cfg: &FeatureConfig,
+    clips: &[ClipFeatures],
+    window: usize,
+    hop: usize,
+    n_labels: usize,
+) -> Vec<usize> {
+    let device = Device::flex();
+    let model = model.valid().to_device(&device);
+    let nf = cfg.n_features();
+    let mut preds = Vec::with_capacity(clips.len());
+    for clip in clips {
+        let u = &clip.versions[0];
+        let windows = element_windows(u.n_frames, window, hop);
+        let gated: Vec<(usize, usize)> = windows
+            .iter()
+            .copied()
+            .filter(|&(s, n)| speech_ok(&u.speech[s..s + n]))
+            .collect();
+        let chosen = if gated.is_empty() { windows } else { gated };
+        let mut sums = vec![0f32; n_labels];
+        // Windows of equal length go through the network as one batch.
+        let mut lengths: Vec<usize> = chosen.iter().map(|w| w.1).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for len in lengths {
+            let model_frames = len.max(MIN_MODEL_FRAMES);
+            let group: Vec<_> = chosen.iter().filter(|w| w.1 == len).collect();
+            let mut input = vec![0f32; group.len() * nf * model_frames];
+            for (w, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
+                window_input(cfg, u, w.0, w.1, model_frames, out);
+            }
+            let x = Tensor::<3>::from_data(TensorData::new(input, [group.len(), nf, model_frames]), &device);
+            let logits: Vec<f32> = model.forward(x).into_data().to_vec().unwrap_or_default();
+            for row in softmax_rows(&logits, n_labels).chunks_exact(n_labels) {
+                sums.iter_mut().zip(row).for_each(|(s, p)| *s += p);
+            }
+        }
+        let best = sums
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        preds.push(best);
+    }
+    preds
+}
+
+/// Mean per-class recall over the classes present in `truth`.
+pub fn unweighted_accuracy(truth: &[usize], pred: &[usize], n_labels: usize) -> f32 {
+    let mut hit = vec![0usize; n_labels];
+    let mut total = vec![0usize; n_labels];
+    for (&t, &p) in truth.iter().zip(pred) {
+        total[t] += 1;
+        hit[t] += usize::from(t == p);
+    }
+    let recalls: Vec<f32> = hit
+        .iter()
+        .zip(&total)
+        .filter(|(_, t)| **t > 0)
+        .map(|(h, t)| *h as f32 / *t as f32)
+        .collect();
+    if recalls.is_empty() {
+        0.0
+    } else {
+        recalls.iter().sum::<f32>() / recalls.len() as f32
+    }
+}
+
+/// Validation UA: mean over corpora of each corpus's UA, so that the large,
+/// easy TESS does not hide the harder corpora. Also returns per-corpus UA.
+pub fn validation_ua(clips: &[ClipFeatures], preds: &[usize], n_labels: usize) -> (f32, Vec<(String, f32)>) {
+    let mut corpora: Vec<String> = clips.iter().map(|c| c.corpus.clone()).collect();
+    corpora.sort();
+    corpora.dedup();
+    let per: Vec<(String, f32)> = corpora
+        .into_iter()
+        .map(|corpus| {
+            let (truth, pred): (Vec<usize>, Vec<usize>) = clips
+                .iter()
+                .zip(preds)
+                .filter(|(c, _)| c.corpus == corpus)
+                .map(|(c, &p)| (c.label, p))
+                .unzip();
+            let ua = unweighted_accuracy(&truth, &pred, n_labels);
+            (corpus, ua)
+        })
+        .collect();
+    let mean = if per.is_empty() {
+        0.0
+    } else {
+        per.iter().map(|p| p.1).sum::<f32>() / per.len() as f32
+    };
+    (mean, per)
+}
+
+/// Sampling weight per clip: every (corpus, emotion) cell gets the same share
+/// within its corpus, and corpora get shares proportional to the square root
+/// of their size (small corpora are not drowned, nor overfitted by a flat
+/// share).
+pub fn sampling_weights(clips: &[ClipFeatures]) -> Vec<f64> {
+    use std::collections::HashMap;
+    let mut cell: HashMap<(&str, usize), usize> = HashMap::new();
+    let mut corpus: HashMap<&str, usize> = HashMap::new();
+    let mut cells_in: HashMap<&str, usize> = HashMap::new();
+    for c in clips {
+        *cell.entry((&c.corpus, c.label)).or_default() += 1;
+        *corpus.entry(&c.corpus).or_default() += 1;
+    }
+    for (name, _) in cell.keys() {
+        *cells_in.entry(name).or_default() += 1;
+    }
+    clips
+        .iter()
+        .map(|c| {
+            let n_corpus = corpus[c.corpus.as_str()] as f64;
+            n_corpus.sqrt() / (cells_in[c.corpus.as_str()] as f64 * cell[&(c.corpus.as_str(), c.label)] as f64)
+        })
+        .collect()
+}
+
+/// Random crop start with enough speech to pass the element's gate (the
+/// element never classifies the others); the best of a few tries otherwise.
+fn crop_start(u: &Utterance, len: usize, rng: &mut StdRng) -> usize {
+    let max_start = u.n_frames - len;
+    let mut best = (0, 0);
+    for _ in 0..8 {
+        let s = rng.random_range(0..=max_start);
+        let speech = u.speech[s..s + len].iter().filter(|&&x| x).count();
+        if speech as f32 >= DEFAULT_MIN_SPEECH_RATIO * len as f32 {
+            return s;
+        }
+        if speech > best.1 {
+            best = (s, speech);
+        }
+    }
+    best.0
+}
+
+/// Draws an index from cumulative weights.
+fn draw(cumulative: &[f64], rng: &mut StdRng) -> usize {
+    let total = cumulative.last().copied().unwrap_or(0.0);
+    let x = rng.random::<f64>() * total;
+    cumulative.partition_point(|&c| c <= x).min(cumulative.len() - 1)
+}
+
+/// Trains `cfg.net` on `train` with early stopping on `val`'s UA.
+/// `features` must already carry the global mean/std.
+pub fn train(
+    cfg: &TrainConfig,
+    features: &FeatureConfig,
+    train: &[ClipFeatures],
+    val: &[ClipFeatures],
+    mut progress: impl FnMut(&EpochLog, usize),
+) -> Result<TrainOutcome> {
+    ensure!(!train.is_empty(), "no training clips");
+    ensure!(!val.is_empty(), "no validation clips");
+    let nf = features.n_features();
+    ensure!(nf == cfg.net.n_features, "net expects {} features, config gives {nf}", cfg.net.n_features);
+    let min_frames = train
+        .iter()
+        .flat_map(|c| c.versions.iter().map(|u| u.n_frames))
+        .min()
+        .unwrap_or(0);
+    ensure!(
+        min_frames >= cfg.window_frames,
+        "a training rendition has {min_frames} frames, fewer than the {}-frame window (pad clips first)",
+        cfg.window_frames
+    );
+    let n_labels = cfg.net.n_labels;
+    let device = Device::flex().autodiff();
+    device.seed(cfg.seed);
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut model = cfg.net.init(&device);
+    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
+        .init(&device);
+    let mut cumulative = sampling_weights(train);
+    let mut acc = 0.0;
+    for w in cumulative.iter_mut() {
+        acc += *w;
+        *w = acc;
+    }
+
+    let mut lr = cfg.learning_rate;
+    let mut best: Option<(EmotionCnn, usize, f32)> = None;
+    let mut since_best = 0;
+    let mut since_lr = 0;
+    let mut history = Vec::new();
+    let n_batches = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
+    let min_len = (cfg.window_frames / 3).max(MIN_MODEL_FRAMES).min(cfg.window_frames);
+
+    for epoch in 1..=cfg.max_epochs {
+        let t0 = Instant::now();
+        let mut loss_sum = 0f64;
+        let mut correct = 0usize;
+        let mut seen = 0usize;
+        for _ in 0..n_batches {
+            let len = if rng.random::<f64>() < cfg.short_window_fraction {
+                rng.random_range(min_len..=cfg.window_frames)
+            } else {
+                cfg.window_frames
+            };
+            let b = cfg.batch_size;
+            let mut input = vec![0f32; b * nf * len];
+            let mut labels = Vec::with_capacity(b);
+            for out in input.chunks_exact_mut(nf * len) {
+                let clip = &train[draw(&cumulative, &mut rng)];
+                let u = &clip.versions[rng.random_range(0..clip.versions.len())];
+                let start = crop_start(u, len, &mut rng);
+                window_input(features, u, start, len, len, out);
+                spec_augment(out, nf, len, cfg.freq_mask, cfg.time_mask, &mut rng);
+                labels.push(clip.label as i64);
+            }
+            let x = Tensor::<3>::from_data(TensorData::new(input, [b, nf, len]), &device);
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &device);
+            let logits = model.forward(x);
+            let pred: Vec<i64> = logits
+                .clone()
+                .detach()
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .to_vec()
+                .unwrap_or_default();
+            correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            seen += b;
+            let loss = loss_fn.forward(logits, y);
+            let loss_value: f32 = loss.clone().detach().into_scalar().elem();
+            loss_sum += f64::from(loss_value);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+        }
+
+        let inference = model.valid();
+        let preds = predict_clips(&inference, features, val, cfg.window_frames, cfg.hop_frames, n_labels);
+        let (val_ua, per_corpus) = validation_ua(val, &preds, n_labels);
+        let log = EpochLog {
+            epoch,
+            loss: (loss_sum / n_batches as f64) as f32,
+            train_accuracy: correct as f32 / seen.max(1) as f32,
+            val_ua,
+            val_ua_per_corpus: per_corpus,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        progress(&log, cfg.max_epochs);
+        history.push(log);
+
+        if best.as_ref().is_none_or(|b| val_ua > b.2) {
+            best = Some((inference, epoch, val_ua));
+            since_best = 0;
+            since_lr = 0;
+        } else {
+            since_best += 1;
+            since_lr += 1;
+            if since_best >= cfg.early_stop_patience {
+                break;
+            }
+            if since_lr >= cfg.lr_patience && lr > cfg.min_lr {
+                lr = (lr * cfg.lr_factor).max(cfg.min_lr);
+                since_lr = 0;
+            }
+        }
+    }
+    let (model, best_epoch, best_val_ua) = best.context("no epoch ran (max_epochs = 0?)")?;
+    Ok(TrainOutcome {
+        model,
+        best_epoch,
+        best_val_ua,
+        history,
+    })
+}
+
+/// SpecAugment-style masking of one channels-first window: one band of up to
+/// `max_f` feature rows and one span of up to `max_t` frames set to 0 (the
+/// normalised mean), so the network cannot lean on any single band or moment
+/// (telephone band-limiting removes whole bands).
+fn spec_augment(x: &mut [f32], nf: usize, len: usize, max_f: usize, max_t: usize, rng: &mut StdRng) {
+    if max_f > 0 {
+        let w = rng.random_range(0..=max_f.min(nf));
+        let f0 = rng.random_range(0..=nf - w);
+        x[f0 * len..(f0 + w) * len].fill(0.0);
+    }
+    if max_t > 0 {
+        let w = rng.random_range(0..=max_t.min(len / 4));
+        let t0 = rng.random_range(0..=len - w);
+        for row in x.chunks_exact_mut(len) {
+            row[t0..t0 + w].fill(0.0);
+        }
+    }
+}
+
+/// Runs `f` over `items` on all cores, keeping order; the first error wins.
+pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(usize, &T) -> Result<U> + Sync) -> Result<Vec<U>> {
+    items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect()
+}
