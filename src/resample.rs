@@ -5,10 +5,13 @@
 //! Built on rubato's [`FftFixedInOut`]: a fixed-ratio resampler that filters
 //! in the frequency domain with a Blackman-Harris² windowed sinc as long as
 //! one FFT block. It is exact for rational ratios (every pair of integer rates
-//! is one), linear-phase, and its stop band is far below what matters for
-//! features (> 100 dB). Its pass band ends just below the lower of the two
-//! Nyquist frequencies; blocks of at least [`MIN_BLOCK`] samples on both sides
-//! keep that transition narrow (within a few percent of Nyquist).
+//! is one) and linear-phase. With blocks of at least [`MIN_BLOCK`] samples on
+//! both sides (measured for 16k->8k, 48k->16k, 192k->16k): flat to 95 % of
+//! the lower Nyquist frequency, −3 dB at 97 %, and tones above it attenuated
+//! by more than 140 dB — aliasing never reaches the features.
+//!
+//! Rates with a large ratio denominator (e.g. 44101 -> 16000, coprime) still
+//! work, but the block grows to one second of audio and so does the latency.
 //!
 //! rubato's filter delays the signal by half an output block. The
 //! [`StreamResampler`] compensates: it drops those first samples, so output
@@ -185,6 +188,8 @@ impl StreamResampler {
     }
 
     /// Converts `input` and appends the output samples now available to `out`.
+    ///
+    /// Non-finite samples are converted as 0 (equal rates copy them unchanged).
     pub fn process(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
         self.consumed += input.len() as u64;
         let start = out.len();
@@ -194,7 +199,12 @@ impl StreamResampler {
                 while !input.is_empty() {
                     let want = c.inner.input_frames_next() - c.block_in.len();
                     let n = want.min(input.len());
-                    c.block_in.extend_from_slice(&input[..n]);
+                    // A NaN or inf would smear over a whole FFT block: treat it as 0.
+                    c.block_in.extend(
+                        input[..n]
+                            .iter()
+                            .map(|&x| if x.is_finite() { x } else { 0.0 }),
+                    );
                     input = &input[n..];
                     if n == want {
                         c.run_block(out);
@@ -220,9 +230,10 @@ impl StreamResampler {
                 c.run_block(out);
                 have += (out.len() - before) as u64;
             }
-            let excess = (have - total) as usize;
-            out.truncate(out.len() - excess);
-            debug_assert!(out.len() >= start);
+            // Only this call's output is trimmed; `emitted <= total` always
+            // holds (the filter delay is dropped up front), so nothing else is lost.
+            let excess = usize::try_from(have.saturating_sub(total)).unwrap_or(usize::MAX);
+            out.truncate(out.len().saturating_sub(excess).max(start));
         }
         self.reset();
     }
@@ -310,13 +321,14 @@ mod tests {
             .zip(&want[mid.clone()])
             .map(|(a, b)| a - b)
             .collect();
-        assert!(rms(&err) < 1e-3, "rms error {}", rms(&err));
+        assert!(rms(&err) < 1e-4, "rms error {}", rms(&err));
         let (amp, _) = fit(&y[mid], 440.0, 16000);
         assert!((amp - 0.5).abs() < 1e-3, "amplitude {amp}");
     }
 
     #[test]
     fn every_rate_pair_works_and_keeps_a_tone() {
+        let mut worst = 0.0f64;
         for &from in &RATES {
             for &to in &RATES {
                 let n = from as usize / 4;
@@ -332,9 +344,11 @@ mod tests {
                     .zip(&want[edge..y.len() - edge])
                     .map(|(a, b)| a - b)
                     .collect();
-                assert!(rms(&err) < 2e-3, "{from}->{to}: rms error {}", rms(&err));
+                assert!(rms(&err) < 1e-4, "{from}->{to}: rms error {}", rms(&err));
+                worst = worst.max(rms(&err));
             }
         }
+        eprintln!("worst rms error of a 1 kHz tone over all rate pairs: {worst:.2e}");
     }
 
     #[test]
@@ -343,6 +357,7 @@ mod tests {
         let y = resample(&x, 16000, 8000).expect("resample");
         let level = 20.0 * (rms(&y[500..7500]) / rms(&x)).log10();
         assert!(level < -40.0, "6 kHz tone only {level:.1} dB down");
+        eprintln!("16k->8k: 6 kHz tone at {level:.1} dB");
         // A tone well inside the new band passes untouched.
         let x = tone(3000.0, 0.5, 16000, 16000);
         let y = resample(&x, 16000, 8000).expect("resample");
@@ -426,6 +441,19 @@ mod tests {
         let mut out = Vec::new();
         r.process(&x[..10], &mut out);
         assert_eq!(out, &x[..10]);
+    }
+
+    #[test]
+    fn non_finite_input_is_treated_as_zero() {
+        let mut x = tone(440.0, 0.5, 48000, 4800);
+        let mut clean = x.clone();
+        x[100] = f32::NAN;
+        x[2000] = f32::INFINITY;
+        clean[100] = 0.0;
+        clean[2000] = 0.0;
+        let y = resample(&x, 48000, 16000).expect("resample");
+        assert!(y.iter().all(|v| v.is_finite()));
+        assert_eq!(y, resample(&clean, 48000, 16000).expect("resample"));
     }
 
     #[test]
