@@ -85,7 +85,9 @@ impl ModelMetadata {
         }
         for (i, label) in labels.iter().enumerate() {
             if label.is_empty() || labels[..i].contains(label) {
-                return Err(format!("`{KEY_LABELS}` has an empty or repeated label `{label}`"));
+                return Err(format!(
+                    "`{KEY_LABELS}` has an empty or repeated label `{label}`"
+                ));
             }
         }
         let sample_rate: u32 = get(KEY_SAMPLE_RATE)?
@@ -93,7 +95,9 @@ impl ModelMetadata {
             .parse()
             .map_err(|e| format!("`{KEY_SAMPLE_RATE}` is not a whole number of Hz: {e}"))?;
         if !(4000..=192_000).contains(&sample_rate) {
-            return Err(format!("`{KEY_SAMPLE_RATE}` = {sample_rate} Hz is outside 4000..=192000"));
+            return Err(format!(
+                "`{KEY_SAMPLE_RATE}` = {sample_rate} Hz is outside 4000..=192000"
+            ));
         }
         let window: f64 = get(KEY_WINDOW)?
             .trim()
@@ -171,11 +175,13 @@ impl std::error::Error for ModelError {}
 
 /// Places to look for the ONNX Runtime library, most specific first.
 fn runtime_candidates() -> Vec<PathBuf> {
+    // An explicit choice is the only candidate: falling back elsewhere would hide a typo.
+    if let Some(path) = std::env::var_os("SEREMOTION_ORT_LIB").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(path)];
+    }
     let mut candidates = Vec::new();
-    for var in ["SEREMOTION_ORT_LIB", "ORT_DYLIB_PATH"] {
-        if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-            candidates.push(PathBuf::from(path));
-        }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(path));
     }
     // Baked in by scripts/setup.sh (the project's virtualenv), so that an
     // installed plugin finds the library without any variable exported.
@@ -215,13 +221,12 @@ pub fn runtime() -> Result<&'static ort::environment::Environment, ModelError> {
                 tried.push(candidate.display().to_string());
                 match ort::init_from(&candidate) {
                     Ok(builder) => {
-                        return builder
-                            .with_name("seremotion")
-                            .build()
-                            .map_err(|e| ModelError::RuntimeNotFound {
+                        return builder.with_name("seremotion").build().map_err(|e| {
+                            ModelError::RuntimeNotFound {
                                 tried: tried.clone(),
                                 cause: format!("{e:?}"),
-                            });
+                            }
+                        });
                     }
                     // The Display of this error hides the loader's message.
                     Err(e) => cause = format!("{e:?}"),
@@ -269,7 +274,10 @@ enum CacheKey {
 
 static CACHE: Lazy<Mutex<HashMap<CacheKey, Arc<Model>>>> = Lazy::new(Default::default);
 
-fn cached(key: CacheKey, load: impl FnOnce() -> Result<Model, ModelError>) -> Result<Arc<Model>, ModelError> {
+fn cached(
+    key: CacheKey,
+    load: impl FnOnce() -> Result<Model, ModelError>,
+) -> Result<Arc<Model>, ModelError> {
     // A poisoned cache only means another thread panicked mid-insert; the map is still usable.
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(model) = cache.get(&key) {
@@ -368,7 +376,8 @@ impl Model {
         }
 
         let window_samples = (metadata.window * f64::from(metadata.sample_rate)).round() as usize;
-        let window_frames = fixed_frames.unwrap_or_else(|| metadata.features.frames_in(window_samples));
+        let window_frames =
+            fixed_frames.unwrap_or_else(|| metadata.features.frames_in(window_samples));
 
         Ok(Model {
             origin,
@@ -433,7 +442,9 @@ impl Model {
             )));
         }
         if let Some(fixed) = self.fixed_frames.filter(|&f| f != n_frames) {
-            return Err(bad_call(format!("the model takes exactly {fixed} frames, got {n_frames}")));
+            return Err(bad_call(format!(
+                "the model takes exactly {fixed} frames, got {n_frames}"
+            )));
         }
         let tensor = TensorRef::from_array_view(([batch, n_features, n_frames], input))
             .map_err(|e| bad_call(e.to_string()))?;
@@ -456,7 +467,12 @@ impl Model {
     }
 
     /// Convenience wrapper around [`Model::logits_into`] that allocates the output.
-    pub fn logits(&self, input: &[f32], batch: usize, n_frames: usize) -> Result<Vec<f32>, ModelError> {
+    pub fn logits(
+        &self,
+        input: &[f32],
+        batch: usize,
+        n_frames: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let mut logits = vec![0.0; batch * self.n_labels()];
         self.logits_into(input, batch, n_frames, &mut logits)?;
         Ok(logits)
@@ -589,9 +605,19 @@ mod tests {
             features: FeatureConfig::default(),
             training: serde_json::Value::Null,
         };
-        for key in [KEY_FORMAT, KEY_LABELS, KEY_SAMPLE_RATE, KEY_WINDOW, KEY_FEATURES, KEY_TRAINING] {
-            let props: HashMap<String, String> =
-                meta.to_props().into_iter().filter(|(k, _)| k != key).collect();
+        for key in [
+            KEY_FORMAT,
+            KEY_LABELS,
+            KEY_SAMPLE_RATE,
+            KEY_WINDOW,
+            KEY_FEATURES,
+            KEY_TRAINING,
+        ] {
+            let props: HashMap<String, String> = meta
+                .to_props()
+                .into_iter()
+                .filter(|(k, _)| k != key)
+                .collect();
             let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
             assert!(err.contains(key), "{err}");
         }
