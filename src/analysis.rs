@@ -109,13 +109,17 @@ pub struct EmotionAnalyzer {
 
 impl EmotionAnalyzer {
     pub fn new(model: Arc<Model>, settings: AnalyzerSettings) -> Result<Self, ModelError> {
-        let stream = FrameStream::new(&model.metadata().features).map_err(|e| ModelError::Invalid {
-            origin: model.origin().to_string(),
-            problem: e.to_string(),
-        })?;
+        let stream =
+            FrameStream::new(&model.metadata().features).map_err(|e| ModelError::Invalid {
+                origin: model.origin().to_string(),
+                problem: e.to_string(),
+            })?;
         let n_features = model.n_features();
         let settings = AnalyzerSettings {
-            window_frames: model.fixed_frames().unwrap_or(settings.window_frames).max(1),
+            window_frames: model
+                .fixed_frames()
+                .unwrap_or(settings.window_frames)
+                .max(1),
             hop_frames: settings.hop_frames.max(1),
             ..settings
         };

@@ -15,9 +15,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::analysis::{
-    self, AnalyzerSettings, EmotionAnalyzer, SummaryAccumulator, WindowResult,
-};
+use crate::analysis::{self, AnalyzerSettings, EmotionAnalyzer, SummaryAccumulator, WindowResult};
 use crate::model::{Model, ModelError};
 use crate::resample::StreamResampler;
 
@@ -33,7 +31,10 @@ static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
 #[repr(u32)]
 #[enum_type(name = "GstSerEmotionChannelMode")]
 pub enum ChannelMode {
-    #[enum_value(name = "Mix: downmix all channels into one stream of results", nick = "mix")]
+    #[enum_value(
+        name = "Mix: downmix all channels into one stream of results",
+        nick = "mix"
+    )]
     Mix = 0,
     #[enum_value(
         name = "Per channel: one stream of results per channel (e.g. agent and customer)",
@@ -164,7 +165,10 @@ impl SerEmotion {
             let samples = settings
                 .window
                 .nseconds()
-                .mul_div_round(u64::from(cfg.sample_rate), gst::ClockTime::SECOND.nseconds())
+                .mul_div_round(
+                    u64::from(cfg.sample_rate),
+                    gst::ClockTime::SECOND.nseconds(),
+                )
                 .unwrap_or(0) as usize;
             cfg.frames_in(samples).max(1)
         };
@@ -192,7 +196,13 @@ impl SerEmotion {
         let mut channels = Vec::with_capacity(n_streams);
         for i in 0..n_streams {
             let resampler = StreamResampler::new(info.rate(), model_rate).map_err(|e| {
-                gst::loggable_error!(CAT, "Cannot resample {} Hz to {} Hz: {}", info.rate(), model_rate, e)
+                gst::loggable_error!(
+                    CAT,
+                    "Cannot resample {} Hz to {} Hz: {}",
+                    info.rate(),
+                    model_rate,
+                    e
+                )
             })?;
             let analyzer = EmotionAnalyzer::new(model.clone(), analyzer_settings)
                 .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
@@ -241,11 +251,13 @@ impl SerEmotion {
         let rate = u64::from(cfg.sample_rate);
         let start_sample = result.start_frame * cfg.hop_length as u64;
         let span = (result.n_frames.saturating_sub(1) * cfg.hop_length + cfg.n_fft) as u64;
-        let timestamp = anchor + gst::ClockTime::from_nseconds(
-            start_sample.mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate)?,
+        let timestamp = anchor
+            + gst::ClockTime::from_nseconds(
+                start_sample.mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate)?,
+            );
+        let duration = gst::ClockTime::from_nseconds(
+            span.mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate)?,
         );
-        let duration =
-            gst::ClockTime::from_nseconds(span.mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate)?);
         let labels = state.model.labels();
         let (emotion, confidence) = match result.top() {
             None => (SILENCE, 0.0),
@@ -286,9 +298,7 @@ impl SerEmotion {
                     shares = shares.field(label.as_str(), f64::from(summary.shares[i]));
                     means = means.field(label.as_str(), f64::from(summary.mean_scores[i]));
                 }
-                let dominant = summary
-                    .dominant()
-                    .map_or(SILENCE, |i| labels[i].as_str());
+                let dominant = summary.dominant().map_or(SILENCE, |i| labels[i].as_str());
                 let s = gst::Structure::builder("seremotion-summary")
                     .field("channel", channel.index)
                     .field("duration", state.analysed)
@@ -305,7 +315,12 @@ impl SerEmotion {
 
     /// Runs every channel's analyzer over its freshly resampled audio (or
     /// flushes it at the end of a stretch of audio) and collects the messages.
-    fn analyse(&self, state: &mut State, flush: bool, messages: &mut Vec<gst::Message>) -> Result<(), ModelError> {
+    fn analyse(
+        &self,
+        state: &mut State,
+        flush: bool,
+        messages: &mut Vec<gst::Message>,
+    ) -> Result<(), ModelError> {
         let post = state.settings.post_messages;
         let mut channels = std::mem::take(&mut state.channels);
         let mut outcome = Ok(());
@@ -322,10 +337,9 @@ impl SerEmotion {
             } = channel;
             let mut on_result = |r: &WindowResult| {
                 summary.add(r);
-                if post
-                    && let Some(m) = self.window_message(state, *index, r) {
-                        messages.push(m);
-                    }
+                if post && let Some(m) = self.window_message(state, *index, r) {
+                    messages.push(m);
+                }
             };
             let mut result = analyzer.push(resampled, &mut on_result);
             if flush && result.is_ok() {
@@ -362,7 +376,9 @@ impl SerEmotion {
         }
         macro_rules! convert {
             ($ty:ty, $to_f32:expr) => {{
-                let samples = data.as_slice_of::<$ty>().map_err(|_| gst::FlowError::Error)?;
+                let samples = data
+                    .as_slice_of::<$ty>()
+                    .map_err(|_| gst::FlowError::Error)?;
                 for (f, frame) in samples.chunks_exact(n_channels).enumerate() {
                     if mix {
                         let sum: f32 = frame.iter().map(|&s| finite($to_f32(s))).sum();
@@ -487,10 +503,15 @@ impl ObjectImpl for SerEmotion {
             "window" => {
                 let ns: u64 = value.get().expect("type checked upstream");
                 let window = gst::ClockTime::from_nseconds(ns);
-                settings.window = if window.is_zero() { window } else { window.max(MIN_WINDOW) };
+                settings.window = if window.is_zero() {
+                    window
+                } else {
+                    window.max(MIN_WINDOW)
+                };
             }
             "interval" => {
-                settings.interval = gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"));
+                settings.interval =
+                    gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"));
             }
             "channel-mode" => settings.channel_mode = value.get().expect("type checked upstream"),
             "min-confidence" => {
@@ -505,7 +526,9 @@ impl ObjectImpl for SerEmotion {
                     state.settings.post_messages = settings.post_messages;
                 }
             }
-            "speech-threshold" => settings.speech_threshold = value.get().expect("type checked upstream"),
+            "speech-threshold" => {
+                settings.speech_threshold = value.get().expect("type checked upstream")
+            }
             "min-speech" => settings.min_speech = value.get().expect("type checked upstream"),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
@@ -571,10 +594,20 @@ impl ElementImpl for SerEmotion {
                 .channels_range(1..=8)
                 .build();
             // Building templates from static caps cannot fail.
-            let src = gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                .expect("valid src template");
-            let sink = gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                .expect("valid sink template");
+            let src = gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid src template");
+            let sink = gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid sink template");
             vec![src, sink]
         });
         PAD_TEMPLATES.as_ref()
@@ -612,7 +645,10 @@ impl BaseTransformImpl for SerEmotion {
         let info = gst_audio::AudioInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "Failed to parse input caps {}", incaps))?;
         if info.layout() != gst_audio::AudioLayout::Interleaved {
-            return Err(gst::loggable_error!(CAT, "Only interleaved audio is supported"));
+            return Err(gst::loggable_error!(
+                CAT,
+                "Only interleaved audio is supported"
+            ));
         }
         let model = lock(&self.model)
             .clone()
@@ -644,9 +680,10 @@ impl BaseTransformImpl for SerEmotion {
         match event.view() {
             EventView::Segment(e) => {
                 if let Some(segment) = e.segment().downcast_ref::<gst::ClockTime>()
-                    && let Some(state) = lock(&self.state).as_mut() {
-                        state.segment = segment.clone();
-                    }
+                    && let Some(state) = lock(&self.state).as_mut()
+                {
+                    state.segment = segment.clone();
+                }
             }
             EventView::FlushStop(_) => {
                 if let Some(state) = lock(&self.state).as_mut() {
@@ -681,16 +718,27 @@ impl BaseTransformImpl for SerEmotion {
         self.parent_sink_event(event)
     }
 
-    fn transform_ip_passthrough(&self, buf: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip_passthrough(
+        &self,
+        buf: &gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut messages = Vec::new();
         let result = {
             let mut guard = lock(&self.state);
             let state = guard.as_mut().ok_or_else(|| {
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps set before the first buffer"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ["No caps set before the first buffer"]
+                );
                 gst::FlowError::NotNegotiated
             })?;
             let map = buf.map_readable().map_err(|_| {
-                gst::element_imp_error!(self, gst::CoreError::Failed, ["Failed to map buffer readable"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ["Failed to map buffer readable"]
+                );
                 gst::FlowError::Error
             })?;
             let rate = u64::from(state.info.rate());
@@ -710,9 +758,19 @@ impl BaseTransformImpl for SerEmotion {
                             .mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate)
                             .unwrap_or(0),
                     );
-                let jump = if pts > expected { pts - expected } else { expected - pts };
+                let jump = if pts > expected {
+                    pts - expected
+                } else {
+                    expected - pts
+                };
                 if jump > DISCONT_TOLERANCE || buf.flags().contains(gst::BufferFlags::DISCONT) {
-                    gst::debug!(CAT, imp = self, "Discontinuity: expected {}, got {}", expected, pts);
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "Discontinuity: expected {}, got {}",
+                        expected,
+                        pts
+                    );
                     outcome = self.drain(state, &mut messages);
                 }
             }
@@ -724,11 +782,15 @@ impl BaseTransformImpl for SerEmotion {
 
             Self::deinterleave(state, &map)?;
             for channel in state.channels.iter_mut() {
-                channel.resampler.process(&channel.input, &mut channel.resampled);
+                channel
+                    .resampler
+                    .process(&channel.input, &mut channel.resampled);
             }
             state.samples_since_anchor += frames;
             state.analysed += gst::ClockTime::from_nseconds(
-                frames.mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate).unwrap_or(0),
+                frames
+                    .mul_div_floor(gst::ClockTime::SECOND.nseconds(), rate)
+                    .unwrap_or(0),
             );
             let analysed = self.analyse(state, false, &mut messages);
             outcome.and(analysed)
