@@ -2,11 +2,16 @@
 //! and writes one JSON line per result and one summary line per file and channel.
 //!
 //! ```sh
-//! cargo run --release --example analyze_recordings -- [--per-channel] [--jobs N] FILE_OR_DIR... > results.jsonl
+//! cargo run --release --example analyze_recordings -- [--per-channel] [--jobs N] [--list FILE] FILE_OR_DIR... > results.jsonl
 //! ```
 //!
-//! One pipeline runs per job (default: one per core). Progress and the final
-//! throughput (files and audio hours per second) go to stderr, results to stdout.
+//! `--list FILE` reads more paths from FILE, one per line (`-`: standard input).
+//! One pipeline runs per job (default: one per core), all in this process and
+//! sharing one loaded model. Progress and the final throughput (files and
+//! audio hours per second, the slowest file's real-time factor, peak memory)
+//! go to stderr, results to stdout: one JSON line per window and channel
+//! (`"type": "window"`), then per file and channel a `"type": "summary"` line
+//! that also carries the file's `wall_seconds`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +22,12 @@ use std::time::Instant;
 use gst::prelude::*;
 use serde_json::{Map, Value, json};
 
-const AUDIO_EXTENSIONS: &[&str] = &["wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "mka"];
+const USAGE: &str =
+    "usage: analyze_recordings [--per-channel] [--jobs N] [--list FILE] FILE_OR_DIR...";
+
+const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "mka",
+];
 
 fn main() {
     if let Err(err) = run() {
@@ -44,16 +54,31 @@ fn parse_args() -> Result<Options, String> {
             "--per-channel" => options.per_channel = true,
             "--jobs" => {
                 let n = args.next().ok_or("--jobs needs a number")?;
-                options.jobs = n.parse().map_err(|_| format!("--jobs: `{n}` is not a number"))?;
+                options.jobs = n
+                    .parse()
+                    .map_err(|_| format!("--jobs: `{n}` is not a number"))?;
             }
-            "-h" | "--help" => {
-                return Err("usage: analyze_recordings [--per-channel] [--jobs N] FILE_OR_DIR...".into());
+            "--list" => {
+                let list = args.next().ok_or("--list needs a file (or - for stdin)")?;
+                let text = if list == "-" {
+                    std::io::read_to_string(std::io::stdin())
+                } else {
+                    std::fs::read_to_string(&list)
+                }
+                .map_err(|e| format!("--list {list}: {e}"))?;
+                options.inputs.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(PathBuf::from),
+                );
             }
+            "-h" | "--help" => return Err(USAGE.into()),
             _ => options.inputs.push(PathBuf::from(arg)),
         }
     }
     if options.inputs.is_empty() {
-        return Err("usage: analyze_recordings [--per-channel] [--jobs N] FILE_OR_DIR...".into());
+        return Err(USAGE.into());
     }
     options.jobs = options.jobs.max(1);
     Ok(options)
@@ -64,9 +89,14 @@ fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut stack: Vec<PathBuf> = inputs.to_vec();
     while let Some(path) = stack.pop() {
         if path.is_dir() {
-            let entries = std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let entries =
+                std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             for entry in entries {
-                stack.push(entry.map_err(|e| format!("{}: {e}", path.display()))?.path());
+                stack.push(
+                    entry
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                        .path(),
+                );
             }
         } else if path.is_file() {
             let is_audio = path
@@ -96,16 +126,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let audio_seconds = Arc::new(Mutex::new(0.0f64));
+    // Largest wall-clock time / audio time of one file: below 1, every
+    // pipeline kept up with real time even with all of them running at once.
+    let slowest = Arc::new(Mutex::new(0.0f64));
     let stdout = Arc::new(Mutex::new(std::io::stdout()));
     let files = Arc::new(files);
 
     let workers: Vec<_> = (0..options.jobs.min(files.len().max(1)))
         .map(|_| {
-            let (next, done, failed, audio_seconds, stdout, files) = (
+            let (next, done, failed, audio_seconds, slowest, stdout, files) = (
                 next.clone(),
                 done.clone(),
                 failed.clone(),
                 audio_seconds.clone(),
+                slowest.clone(),
                 stdout.clone(),
                 files.clone(),
             );
@@ -114,22 +148,26 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(file) = files.get(i) else { break };
-                    let mut lines = Vec::new();
-                    match analyse_file(file, per_channel, &mut lines) {
-                        Ok(seconds) => {
+                    // Lines go out as the bus delivers them (each names its
+                    // file), so memory stays flat however long the recording.
+                    let emit = |line: Value| {
+                        let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
+                        // A closed stdout (e.g. `| head`) ends the output, not the program's accounting.
+                        let _ = writeln!(out, "{line}");
+                    };
+                    match analyse_file(file, per_channel, Instant::now(), &emit) {
+                        Ok((seconds, wall)) => {
                             *audio_seconds.lock().unwrap_or_else(|e| e.into_inner()) += seconds;
+                            if seconds > 0.0 {
+                                let mut s = slowest.lock().unwrap_or_else(|e| e.into_inner());
+                                *s = s.max(wall / seconds);
+                            }
                         }
                         Err(err) => {
                             failed.fetch_add(1, Ordering::SeqCst);
-                            lines.push(json!({"file": file.display().to_string(), "error": err}));
+                            emit(json!({"file": file.display().to_string(), "error": err}));
                         }
                     }
-                    let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
-                    for line in lines {
-                        // A closed stdout (e.g. `| head`) ends the output, not the program's accounting.
-                        let _ = writeln!(out, "{line}");
-                    }
-                    drop(out);
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     progress(n, files.len(), started);
                 }
@@ -153,14 +191,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         audio / 3600.0 / elapsed,
         if audio > 0.0 { elapsed / audio } else { 0.0 }
     );
+    eprintln!(
+        "{} pipelines at once; slowest file real-time factor {:.5} (wall clock / audio); peak memory {}",
+        options.jobs.min(files.len().max(1)),
+        *slowest.lock().unwrap_or_else(|e| e.into_inner()),
+        peak_rss().map_or("unknown".to_string(), |kb| format!(
+            "{:.1} MB",
+            kb as f64 / 1024.0
+        ))
+    );
     Ok(())
+}
+
+/// Peak resident set size of this process in KiB (Linux: `VmHWM`).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn progress(done: usize, total: usize, started: Instant) {
     const WIDTH: usize = 30;
     let filled = WIDTH * done / total.max(1);
     let elapsed = started.elapsed().as_secs_f64();
-    let eta = if done > 0 { elapsed / done as f64 * (total - done) as f64 } else { 0.0 };
+    let eta = if done > 0 {
+        elapsed / done as f64 * (total - done) as f64
+    } else {
+        0.0
+    };
     eprint!(
         "\r[{}{}] {done}/{total} files, {elapsed:.1} s elapsed, ETA {eta:.1} s ",
         "#".repeat(filled),
@@ -168,10 +226,20 @@ fn progress(done: usize, total: usize, started: Instant) {
     );
 }
 
-/// Runs one pipeline over `file`; returns the seconds of audio analysed.
-fn analyse_file(file: &Path, per_channel: bool, lines: &mut Vec<Value>) -> Result<f64, String> {
+/// Runs one pipeline over `file`, handing every result line to `emit`;
+/// returns the seconds of audio analysed and the wall-clock seconds it took.
+fn analyse_file(
+    file: &Path,
+    per_channel: bool,
+    started: Instant,
+    emit: &dyn Fn(Value),
+) -> Result<(f64, f64), String> {
     let pipeline = gst::Pipeline::new();
-    let make = |name: &str| gst::ElementFactory::make(name).build().map_err(|e| e.to_string());
+    let make = |name: &str| {
+        gst::ElementFactory::make(name)
+            .build()
+            .map_err(|e| e.to_string())
+    };
     let src = gst::ElementFactory::make("filesrc")
         .property("location", file.to_string_lossy().as_ref())
         .build()
@@ -179,7 +247,10 @@ fn analyse_file(file: &Path, per_channel: bool, lines: &mut Vec<Value>) -> Resul
     let decode = make("decodebin")?;
     let convert = make("audioconvert")?;
     let seremotion = make("seremotion")?;
-    seremotion.set_property_from_str("channel-mode", if per_channel { "per-channel" } else { "mix" });
+    seremotion.set_property_from_str(
+        "channel-mode",
+        if per_channel { "per-channel" } else { "mix" },
+    );
     // sync=false: analyse as fast as the CPU allows, not in real time.
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
@@ -192,7 +263,9 @@ fn analyse_file(file: &Path, per_channel: bool, lines: &mut Vec<Value>) -> Resul
     gst::Element::link_many([&convert, &seremotion, &sink]).map_err(|e| e.to_string())?;
     let convert_weak = convert.downgrade();
     decode.connect_pad_added(move |_, pad| {
-        let Some(convert) = convert_weak.upgrade() else { return };
+        let Some(convert) = convert_weak.upgrade() else {
+            return;
+        };
         let is_audio = pad
             .current_caps()
             .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
@@ -205,7 +278,9 @@ fn analyse_file(file: &Path, per_channel: bool, lines: &mut Vec<Value>) -> Resul
     });
 
     let bus = pipeline.bus().ok_or("pipeline without bus")?;
-    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
     let name = file.display().to_string();
     let mut seconds = 0.0;
     let mut outcome = Ok(());
@@ -216,11 +291,24 @@ fn analyse_file(file: &Path, per_channel: bool, lines: &mut Vec<Value>) -> Resul
                     if s.name() == "seremotion" || s.name() == "seremotion-summary" {
                         let mut line = structure_to_json(s);
                         line.insert("file".into(), json!(name));
-                        line.insert("type".into(), json!(if s.name() == "seremotion" { "window" } else { "summary" }));
+                        line.insert(
+                            "type".into(),
+                            json!(if s.name() == "seremotion" {
+                                "window"
+                            } else {
+                                "summary"
+                            }),
+                        );
                         if s.name() == "seremotion-summary" {
-                            seconds = s.get::<gst::ClockTime>("duration").map_or(0.0, |d| d.seconds_f64());
+                            seconds = s
+                                .get::<gst::ClockTime>("duration")
+                                .map_or(0.0, |d| d.seconds_f64());
+                            line.insert(
+                                "wall_seconds".into(),
+                                json!(started.elapsed().as_secs_f64()),
+                            );
                         }
-                        lines.push(Value::Object(line));
+                        emit(Value::Object(line));
                     }
                 }
             }
@@ -233,7 +321,7 @@ fn analyse_file(file: &Path, per_channel: bool, lines: &mut Vec<Value>) -> Resul
         }
     }
     let _ = pipeline.set_state(gst::State::Null);
-    outcome.map(|()| seconds)
+    outcome.map(|()| (seconds, started.elapsed().as_secs_f64()))
 }
 
 /// Fields that hold clock times (nanoseconds); written as seconds.

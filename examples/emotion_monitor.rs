@@ -16,7 +16,9 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: emotion_monitor FILE [mix|per-channel]")?;
+    let path = args
+        .next()
+        .ok_or("usage: emotion_monitor FILE [mix|per-channel]")?;
     let mode = args.next().unwrap_or_else(|| "mix".into());
 
     gst::init()?;
@@ -70,7 +72,11 @@ fn describe_window(s: &gst::StructureRef) -> String {
                 .join("  ")
         })
         .unwrap_or_default();
-    let channel = if channel < 0 { "mix".to_string() } else { format!("ch{channel}") };
+    let channel = if channel < 0 {
+        "mix".to_string()
+    } else {
+        format!("ch{channel}")
+    };
     format!(
         "{} +{:.2}s  {channel:<4} {emotion:<9} {confidence:>5.2}   [{scores}]",
         ts.display(),
@@ -93,6 +99,12 @@ fn describe_summary(s: &gst::StructureRef) -> String {
                 .join("  ")
         })
         .unwrap_or_default();
-    let channel = if channel < 0 { "mix".to_string() } else { format!("ch{channel}") };
-    format!("summary {channel}: dominant {dominant} ({speech}/{windows} windows with speech; {shares})")
+    let channel = if channel < 0 {
+        "mix".to_string()
+    } else {
+        format!("ch{channel}")
+    };
+    format!(
+        "summary {channel}: dominant {dominant} ({speech}/{windows} windows with speech; {shares})"
+    )
 }

@@ -156,20 +156,30 @@ pub fn time_stretch(x: &[f32], rate: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Start in `lo..=hi` whose frame best correlates with `target`.
+/// Start in `lo..=hi` whose frame best correlates with `target`: a coarse
+/// search on every other lag and sample (a quarter of the work), then the
+/// exact optimum among the neighbours of the coarse winner.
 fn best_alignment(xp: &[f32], target: &[f32], lo: usize, hi: usize) -> usize {
-    let mut best = (f32::NEG_INFINITY, lo);
-    for s in lo..=hi {
-        let c: f32 = xp[s..s + target.len()]
+    let corr = |s: usize, step: usize| -> f32 {
+        xp[s..s + target.len()]
             .iter()
-            .zip(target)
+            .step_by(step)
+            .zip(target.iter().step_by(step))
             .map(|(a, b)| a * b)
-            .sum();
-        if c > best.0 {
-            best = (c, s);
-        }
-    }
-    best.1
+            .sum()
+    };
+    let argmax = |candidates: &mut dyn Iterator<Item = usize>, step: usize| {
+        candidates.fold((f32::NEG_INFINITY, lo), |best, s| {
+            let c = corr(s, step);
+            if c > best.0 { (c, s) } else { best }
+        })
+    };
+    let (_, coarse) = argmax(&mut (lo..=hi).step_by(2), 2);
+    argmax(
+        &mut (coarse.saturating_sub(1).max(lo)..=(coarse + 1).min(hi)),
+        1,
+    )
+    .1
 }
 
 /// Periodic Hann: overlap-adds to exactly 1 at 50% overlap.
@@ -280,8 +290,8 @@ pub fn linear_to_ulaw(pcm: i16) -> u8 {
         0xFF
     };
     v = v.min(CLIP) + BIAS;
-    // Segment: the first upper bound 0x3F, 0x7F, .., 0x1FFF that holds v.
-    let seg = (0..8).find(|&s| v <= (0x40 << s) - 1).unwrap_or(8);
+    // Segment: the first of the bounds 0x40, 0x80, .., 0x2000 that v is below.
+    let seg = (0..8).find(|&s| v < (0x40 << s)).unwrap_or(8);
     if seg >= 8 {
         return 0x7F ^ mask;
     }
@@ -333,7 +343,8 @@ impl Biquad {
         let (mut x1, mut x2, mut y1, mut y2) = (0.0, 0.0, 0.0, 0.0);
         for s in x {
             let x0 = *s as f64;
-            let y0 = self.b[0] * x0 + self.b[1] * x1 + self.b[2] * x2 - self.a[0] * y1 - self.a[1] * y2;
+            let y0 =
+                self.b[0] * x0 + self.b[1] * x1 + self.b[2] * x2 - self.a[0] * y1 - self.a[1] * y2;
             (x2, x1, y2, y1) = (x1, x0, y1, y0);
             *s = y0 as f32;
         }
@@ -653,6 +664,9 @@ mod tests {
             telephone_prob: 0.0,
             ..Default::default()
         };
-        assert_eq!(augment_random(&x, SR, &off, &mut ChaCha8Rng::seed_from_u64(1)), x);
+        assert_eq!(
+            augment_random(&x, SR, &off, &mut ChaCha8Rng::seed_from_u64(1)),
+            x
+        );
     }
 }

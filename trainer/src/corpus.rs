@@ -22,7 +22,7 @@ use symphonia::core::probe::Hint;
 /// Label names in model-output order; also the manifest's `emotion` values.
 pub const LABELS: [&str; 4] = ["neutral", "happy", "sad", "angry"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Emotion {
     Neutral,
@@ -642,7 +642,8 @@ pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), CorpusError> {
                 .map(|frame| frame.iter().sum::<f32>() * scale),
         );
     }
-    let rate = rate.ok_or_else(|| decode_err("the stream does not state its sample rate".into()))?;
+    let rate =
+        rate.ok_or_else(|| decode_err("the stream does not state its sample rate".into()))?;
     if mono.is_empty() {
         return Err(decode_err("no audio samples".into()));
     }
@@ -687,7 +688,12 @@ mod tests {
     fn ravdess_names() {
         assert_eq!(
             clip_info("x/Actor_12/03-01-05-02-01-01-12.wav"),
-            ("ravdess", "Actor_12".into(), Emotion::Angry, "Actor_12".into())
+            (
+                "ravdess",
+                "Actor_12".into(),
+                Emotion::Angry,
+                "Actor_12".into()
+            )
         );
         assert_eq!(clip_info("03-01-01-01-01-01-01.flac").2, Emotion::Neutral);
         assert_eq!(clip_info("03-01-03-01-01-01-01.flac").2, Emotion::Happy);
@@ -784,10 +790,8 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "seremotion-corpus-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("seremotion-corpus-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -840,7 +844,10 @@ mod tests {
             "unknown-emotion",
             &format!("{HEADER}{ok}b.flac,ravdess,Actor_01,calm,1.0,x\n"),
         );
-        assert!(e.contains("m.csv, line 3") && e.contains("unknown emotion `calm`"), "{e}");
+        assert!(
+            e.contains("m.csv, line 3") && e.contains("unknown emotion `calm`"),
+            "{e}"
+        );
 
         let e = manifest_error("short-row", &format!("{HEADER}{ok}{ok}c.flac,ravdess\n"));
         assert!(e.contains("line 4") && e.contains("2 fields"), "{e}");
@@ -849,12 +856,18 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("empty `speaker`"), "{e}");
 
         let e = manifest_error("no-header", "path,corpus,speaker,duration_s\n");
-        assert!(e.contains("line 1") && e.contains("`emotion` column"), "{e}");
+        assert!(
+            e.contains("line 1") && e.contains("`emotion` column"),
+            "{e}"
+        );
 
         let e = manifest_error("quote", &format!("{HEADER}\"e.flac,tess,OAF,sad,1,x\n"));
         assert!(e.contains("line 2") && e.contains("unterminated"), "{e}");
 
-        let e = manifest_error("tess-word", &format!("{HEADER}tess/x.flac,tess,OAF,sad,1,x\n"));
+        let e = manifest_error(
+            "tess-word",
+            &format!("{HEADER}tess/x.flac,tess,OAF,sad,1,x\n"),
+        );
         assert!(e.contains("line 2") && e.contains("word"), "{e}");
 
         let e = manifest_error("only-header", HEADER);
@@ -864,7 +877,10 @@ mod tests {
     #[test]
     fn missing_manifest_names_the_file() {
         let e = load_manifest(Path::new("/nonexistent/MANIFEST.csv")).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/MANIFEST.csv"), "{e}");
+        assert!(
+            e.to_string().starts_with("/nonexistent/MANIFEST.csv"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -918,7 +934,10 @@ mod tests {
         let dir = temp_dir("scan-empty");
         write(&dir.join("x/notes.wav"), "");
         let e = scan_folder(&dir).unwrap_err().to_string();
-        assert!(e.contains("no usable clip among 1") && e.contains("OAF_back_angry"), "{e}");
+        assert!(
+            e.contains("no usable clip among 1") && e.contains("OAF_back_angry"),
+            "{e}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -964,7 +983,11 @@ mod tests {
         assert!((down.len() as i64 - 1600).abs() <= 2, "{}", down.len());
         // Away from the edges a constant stays constant through the resampler.
         let mid = &down[400..1200];
-        assert!(mid.iter().all(|&s| (s - 0.125).abs() < 1e-2), "{:?}", &mid[..4]);
+        assert!(
+            mid.iter().all(|&s| (s - 0.125).abs() < 1e-2),
+            "{:?}",
+            &mid[..4]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -974,7 +997,10 @@ mod tests {
         let p = dir.join("broken.wav");
         std::fs::write(&p, b"not audio at all").unwrap();
         let e = load_audio(&p, 16000).unwrap_err().to_string();
-        assert!(e.contains("broken.wav") && e.contains("cannot decode"), "{e}");
+        assert!(
+            e.contains("broken.wav") && e.contains("cannot decode"),
+            "{e}"
+        );
         let e = load_audio(&dir.join("missing.flac"), 16000)
             .unwrap_err()
             .to_string();

@@ -1,2 +1,16 @@
+//! seremotion-trainer: emotional-speech corpora -> augmented features -> 1D CNN -> ONNX.
+//!
+//! Data flows `corpus` (manifest or folder of clips) -> `split` (speaker
+//! independent) -> `augment` (training clips only) -> `train` (features from
+//! the root crate's `features`, the `net` CNN) -> `export` (ONNX following
+//! the model contract) -> `eval` (clips classified the way the element does).
+
+pub mod augment;
+pub mod corpus;
+pub mod eval;
 pub mod export;
+pub mod metrics;
 pub mod net;
+pub mod run;
+pub mod split;
+pub mod train;

@@ -191,7 +191,10 @@ fn draw_confusion<DB: DrawingBackend>(
                 [(x, y), (x + CELL, y + CELL)],
                 shade(share).filled(),
             ))?;
-            root.draw(&Rectangle::new([(x, y), (x + CELL, y + CELL)], BLACK.mix(0.3)))?;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + CELL, y + CELL)],
+                BLACK.mix(0.3),
+            ))?;
             let ink = if share > 0.5 { WHITE } else { BLACK };
             let (cx, cy) = (x + CELL / 2, y + CELL / 2);
             root.draw(&Text::new(
@@ -295,7 +298,13 @@ mod tests {
         assert_eq!((e.n, e.accuracy, e.unweighted_accuracy), (0, 0.0, 0.0));
         // Serialises with the field names the report and the issue use.
         let j = serde_json::to_value(&m).unwrap();
-        for key in ["n", "accuracy", "unweighted_accuracy", "macro_f1", "confusion"] {
+        for key in [
+            "n",
+            "accuracy",
+            "unweighted_accuracy",
+            "macro_f1",
+            "confusion",
+        ] {
             assert!(j.get(key).is_some(), "{key}");
         }
     }

@@ -91,7 +91,11 @@ pub fn split(clips: &[Clip], cfg: &SplitConfig) -> Split {
             n_val = n_val.max(1);
             // Leave at least one group to train on.
             while n_test + n_val > n - 1 {
-                if n_val >= n_test { n_val -= 1 } else { n_test -= 1 }
+                if n_val >= n_test {
+                    n_val -= 1
+                } else {
+                    n_test -= 1
+                }
             }
         } else {
             // Two groups cannot make three disjoint non-empty parts; keep them for
@@ -287,7 +291,13 @@ mod tests {
     fn no_group_is_in_two_parts_and_nothing_is_lost() {
         let clips = corpora();
         for seed in 0..20 {
-            let s = split(&clips, &SplitConfig { seed, ..Default::default() });
+            let s = split(
+                &clips,
+                &SplitConfig {
+                    seed,
+                    ..Default::default()
+                },
+            );
             let (tr, va, te) = (keys(&s.train), keys(&s.val), keys(&s.test));
             assert!(tr.is_disjoint(&va) && tr.is_disjoint(&te) && va.is_disjoint(&te));
             assert_eq!(s.train.len() + s.val.len() + s.test.len(), clips.len());
@@ -320,7 +330,10 @@ mod tests {
     #[test]
     fn deterministic_and_order_independent() {
         let clips = corpora();
-        let cfg = SplitConfig { seed: 7, ..Default::default() };
+        let cfg = SplitConfig {
+            seed: 7,
+            ..Default::default()
+        };
         let a = split(&clips, &cfg);
         let mut reversed = clips.clone();
         reversed.reverse();
@@ -328,7 +341,13 @@ mod tests {
         assert_eq!(keys(&a.test), keys(&b.test));
         assert_eq!(keys(&a.val), keys(&b.val));
         assert_eq!(a.description, split(&clips, &cfg).description);
-        let other = split(&clips, &SplitConfig { seed: 8, ..Default::default() });
+        let other = split(
+            &clips,
+            &SplitConfig {
+                seed: 8,
+                ..Default::default()
+            },
+        );
         assert_ne!(keys(&a.test), keys(&other.test));
     }
 
@@ -336,7 +355,13 @@ mod tests {
     fn ravdess_test_and_val_mix_sexes() {
         let clips = corpora();
         for seed in 0..20 {
-            let s = split(&clips, &SplitConfig { seed, ..Default::default() });
+            let s = split(
+                &clips,
+                &SplitConfig {
+                    seed,
+                    ..Default::default()
+                },
+            );
             for part in [&s.val, &s.test] {
                 let sexes: BTreeSet<u8> = speakers(part, "ravdess")
                     .iter()
@@ -354,7 +379,10 @@ mod tests {
         cfg.val_groups
             .insert("ravdess".into(), vec!["Actor_01".into(), "Actor_99".into()]);
         let s = split(&corpora(), &cfg);
-        assert_eq!(speakers(&s.test, "savee"), BTreeSet::from(["JK".to_string()]));
+        assert_eq!(
+            speakers(&s.test, "savee"),
+            BTreeSet::from(["JK".to_string()])
+        );
         assert!(speakers(&s.val, "ravdess").contains("Actor_01"));
         // Still 3 val actors in total: the forced one counts towards the fraction.
         assert_eq!(speakers(&s.val, "ravdess").len(), 3);
@@ -378,9 +406,18 @@ mod tests {
         let d = &s.description;
         assert_eq!(d["counts"]["test"], json!(s.test.len()));
         assert_eq!(d["corpora"]["tess"]["group_by"], "word");
-        assert_eq!(d["corpora"]["savee"]["test"]["groups"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            d["corpora"]["savee"]["test"]["groups"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         let emotions = &d["corpora"]["savee"]["train"]["emotions"];
         let sum: u64 = LABELS.iter().map(|l| emotions[l].as_u64().unwrap()).sum();
-        assert_eq!(sum, d["corpora"]["savee"]["train"]["clips"].as_u64().unwrap());
+        assert_eq!(
+            sum,
+            d["corpora"]["savee"]["train"]["clips"].as_u64().unwrap()
+        );
     }
 }

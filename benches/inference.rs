@@ -1,0 +1,96 @@
+//! Inference per window with the default model, and the whole analysis path
+//! (features + windows + gate + inference) per second of audio.
+//!
+//! `cargo bench --bench inference`. Uses whatever `models/default.onnx` is
+//! (embedded at build time); `SEREMOTION_BENCH_MODEL=path.onnx` benchmarks
+//! another seremotion model instead (e.g. the ~2 M multiply-add proxy that
+//! `scripts/make_bench_models.py` writes).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gstseremotion::analysis::{AnalyzerSettings, EmotionAnalyzer};
+use gstseremotion::model::Model;
+
+fn load_model() -> Arc<Model> {
+    match std::env::var_os("SEREMOTION_BENCH_MODEL") {
+        Some(path) => Model::from_file(path.as_ref()).expect("SEREMOTION_BENCH_MODEL loads"),
+        None => Model::default_model().expect("the default model loads"),
+    }
+}
+
+/// Speech-like test signal: a 150 Hz pulse train through a few formant-ish
+/// sines, amplitude-modulated at 4 Hz, plus a little deterministic noise.
+/// Loud enough that every window passes the speech gate and reaches the model.
+fn speechy(n: usize, rate: f64) -> Vec<f32> {
+    let tau = 2.0 * std::f64::consts::PI;
+    let mut z = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            let envelope = 0.55 + 0.45 * (tau * 4.0 * t).sin();
+            let voiced: f64 = [(150.0, 0.3), (700.0, 0.2), (1200.0, 0.1), (2600.0, 0.05)]
+                .iter()
+                .map(|&(f, a)| a * (tau * f * t).sin())
+                .sum();
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            let noise = (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            (0.5 * envelope * voiced + 0.01 * noise) as f32
+        })
+        .collect()
+}
+
+fn bench_inference(c: &mut Criterion) {
+    let model = load_model();
+    let frames = model.fixed_frames().unwrap_or(model.window_frames());
+    let n = model.n_features() * frames;
+    let input: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+        .collect();
+    let mut logits = vec![0.0; model.n_labels()];
+    let mut group = c.benchmark_group("inference");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("window_{frames}_frames"), |b| {
+        b.iter(|| {
+            model
+                .logits_into(black_box(&input), 1, frames, &mut logits)
+                .expect("inference");
+            black_box(logits[0])
+        })
+    });
+    group.finish();
+}
+
+fn bench_analysis(c: &mut Criterion) {
+    let model = load_model();
+    let rate = model.metadata().sample_rate as usize;
+    let seconds = 10;
+    let audio = speechy(seconds * rate, rate as f64);
+    let settings = AnalyzerSettings::for_model(&model);
+    let mut analyzer = EmotionAnalyzer::new(model.clone(), settings).expect("analyzer");
+    let mut group = c.benchmark_group("analysis_10s");
+    // Throughput in seconds of audio: criterion's "elem/s" is then the speed-up over real time.
+    group.throughput(Throughput::Elements(seconds as u64));
+    group.bench_function("features_gate_inference", |b| {
+        b.iter(|| {
+            analyzer.reset();
+            let mut classified = 0usize;
+            for chunk in audio.chunks(rate / 50) {
+                analyzer
+                    .push(black_box(chunk), |r| {
+                        classified += r.scores.is_some() as usize
+                    })
+                    .expect("analysis");
+            }
+            assert!(classified > 0, "no window reached the model");
+            black_box(classified)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_inference, bench_analysis);
+criterion_main!(benches);

@@ -1,0 +1,265 @@
+//! The `eval` subcommand: classify every clip the way the element does and
+//! report per-corpus metrics, JSON and confusion-matrix plots.
+//!
+//! Clips go through the root crate's [`classify_clip`] (same windows, speech
+//! gate and score aggregation as the element), so the numbers describe the
+//! element, not a trainer-only code path.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gstseremotion::analysis::{AnalyzerSettings, classify_clip};
+use gstseremotion::model::Model;
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::augment::telephone;
+use crate::corpus::{Clip, load_audio};
+use crate::metrics::{Metrics, plot_confusion};
+
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Pass the audio through the 8 kHz G.711 mu-law channel first.
+    pub telephony: bool,
+    pub json_out: PathBuf,
+    /// Where the confusion-matrix PNGs go (one per corpus and `overall`).
+    pub plot_dir: Option<PathBuf>,
+}
+
+/// What the model said about one clip.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClipPrediction {
+    pub path: PathBuf,
+    pub corpus: String,
+    pub speaker: String,
+    /// Index into the model's labels.
+    pub truth: usize,
+    /// `None` when no window of the clip held speech.
+    pub predicted: Option<usize>,
+    /// Mean window scores in the model's label order (zeros without speech).
+    pub scores: Vec<f32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalReport {
+    pub labels: Vec<String>,
+    pub model: String,
+    pub telephony: bool,
+    pub overall: Metrics,
+    pub per_corpus: BTreeMap<String, Metrics>,
+    pub clips: Vec<ClipPrediction>,
+    /// Exactly what was written to `json_out`.
+    pub json: serde_json::Value,
+}
+
+/// Loads the model (`None` = the embedded default) and evaluates `clips`.
+pub fn evaluate(
+    model_path: Option<&Path>,
+    clips: &[Clip],
+    opts: &EvalOptions,
+) -> Result<EvalReport, Box<dyn Error>> {
+    let model = match model_path {
+        Some(p) => Model::from_file(p)?,
+        None => Model::default_model()?,
+    };
+    evaluate_model(&model, clips, opts)
+}
+
+/// Evaluates an already loaded model, e.g. the one `train` just exported.
+pub fn evaluate_model(
+    model: &Arc<Model>,
+    clips: &[Clip],
+    opts: &EvalOptions,
+) -> Result<EvalReport, Box<dyn Error>> {
+    if clips.is_empty() {
+        return Err("no clips to evaluate".into());
+    }
+    let labels = model.labels().to_vec();
+    let n_labels = labels.len();
+    // The model's own label order rules; map each clip's emotion into it by name.
+    let truth_index = |clip: &Clip| {
+        labels
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(clip.emotion.name()))
+            .ok_or_else(|| {
+                format!(
+                    "{}: emotion `{}` is not among the model's labels {labels:?}",
+                    clip.path.display(),
+                    clip.emotion
+                )
+            })
+    };
+    let truths: Vec<usize> = clips.iter().map(truth_index).collect::<Result<_, _>>()?;
+
+    let rate = model.metadata().sample_rate;
+    let settings = AnalyzerSettings::for_model(model);
+    let done = AtomicUsize::new(0);
+    let total = clips.len();
+    let predictions: Vec<ClipPrediction> = clips
+        .par_iter()
+        .zip(&truths)
+        .map(|(clip, &truth)| -> Result<ClipPrediction, String> {
+            let mut audio = load_audio(&clip.path, rate).map_err(|e| e.to_string())?;
+            if opts.telephony {
+                audio = telephone(&audio, rate);
+            }
+            let summary = classify_clip(model, &audio, &settings)
+                .map_err(|e| format!("{}: {e}", clip.path.display()))?;
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_multiple_of(250) || n == total {
+                eprintln!("eval: {n}/{total} clips");
+            }
+            Ok(ClipPrediction {
+                path: clip.path.clone(),
+                corpus: clip.corpus.clone(),
+                speaker: clip.speaker.clone(),
+                truth,
+                predicted: summary.dominant(),
+                scores: summary.mean_scores,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+
+    // A clip without a single speech window gets no label: it counts as an
+    // error (sentinel `n_labels`), so gating cannot flatter the numbers.
+    let metrics_of = |filter: &dyn Fn(&ClipPrediction) -> bool| {
+        let (t, p): (Vec<usize>, Vec<usize>) = predictions
+            .iter()
+            .filter(|c| filter(c))
+            .map(|c| (c.truth, c.predicted.unwrap_or(n_labels)))
+            .unzip();
+        Metrics::from_predictions(n_labels, &t, &p)
+    };
+    let overall = metrics_of(&|_| true);
+    let mut per_corpus = BTreeMap::new();
+    for clip in clips {
+        if !per_corpus.contains_key(&clip.corpus) {
+            let m = metrics_of(&|c: &ClipPrediction| c.corpus == clip.corpus);
+            per_corpus.insert(clip.corpus.clone(), m);
+        }
+    }
+
+    let channel = if opts.telephony {
+        "telephone (8 kHz, G.711 mu-law)"
+    } else {
+        "clean"
+    };
+    let json = json!({
+        "labels": labels,
+        "model": model.origin(),
+        "telephony": opts.telephony,
+        "channel": channel,
+        "analysis": {
+            "sample_rate": rate,
+            "window_frames": settings.window_frames,
+            "hop_frames": settings.hop_frames,
+            "speech_threshold_db": settings.speech_threshold_db,
+            "min_speech_ratio": settings.min_speech_ratio,
+        },
+        "unclassified_rule": "a clip in which no window passed the speech gate gets no label and \
+            counts as an error; `unclassified` gives their number per true label, and they \
+            appear in no confusion column",
+        "overall": overall,
+        "per_corpus": per_corpus,
+    });
+    write_json(&opts.json_out, &json)?;
+
+    if let Some(dir) = &opts.plot_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{}: cannot create plot folder: {e}", dir.display()))?;
+        let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let suffix = if opts.telephony { "_telephony" } else { "" };
+        let channel_short = if opts.telephony { "telephone" } else { "clean" };
+        for (name, m) in per_corpus
+            .iter()
+            .chain([(&"overall".to_string(), &overall)])
+        {
+            let title = format!(
+                "{name} ({channel_short}): n={}, UA {:.1}%",
+                m.n,
+                100.0 * m.unweighted_accuracy
+            );
+            let file = dir.join(format!("confusion_{}{suffix}.png", file_stem(name)));
+            plot_confusion(&file, &label_refs, &m.confusion, &title)?;
+        }
+    }
+
+    print_table(&labels, channel, &overall, &per_corpus);
+    Ok(EvalReport {
+        labels,
+        model: model.origin().to_string(),
+        telephony: opts.telephony,
+        overall,
+        per_corpus,
+        clips: predictions,
+        json,
+    })
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Box<dyn Error>> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("{}: cannot create folder: {e}", parent.display()))?;
+    }
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| format!("{}: cannot write the evaluation: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Corpus names come from manifests: keep file names to a safe alphabet.
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn print_table(
+    labels: &[String],
+    channel: &str,
+    overall: &Metrics,
+    per_corpus: &BTreeMap<String, Metrics>,
+) {
+    println!("evaluation, {channel}");
+    let recall_heads: Vec<String> = labels.iter().map(|l| format!("{l:>8.8}")).collect();
+    println!(
+        "{:<10} {:>6} {:>7} {:>7} {:>7} {} {:>6}",
+        "corpus",
+        "n",
+        "acc",
+        "UA",
+        "F1",
+        recall_heads.join(" "),
+        "no-sp"
+    );
+    for (name, m) in per_corpus.iter().chain([(&"overall".to_string(), overall)]) {
+        let recalls: Vec<String> = m
+            .recalls()
+            .iter()
+            .map(|r| match r {
+                Some(r) => format!("{:>7.1}%", 100.0 * r),
+                None => format!("{:>8}", "-"),
+            })
+            .collect();
+        println!(
+            "{:<10} {:>6} {:>6.1}% {:>6.1}% {:>6.1}% {} {:>6}",
+            name,
+            m.n,
+            100.0 * m.accuracy,
+            100.0 * m.unweighted_accuracy,
+            100.0 * m.macro_f1,
+            recalls.join(" "),
+            m.unclassified.iter().sum::<usize>()
+        );
+    }
+    println!("(per-label columns are recall; no-sp = clips without speech, counted wrong)");
+}

@@ -1,0 +1,125 @@
+//! `evaluate` end to end through the root crate's model and analysis path,
+//! with the embedded default model (needs ONNX Runtime, as the element does).
+
+use std::path::{Path, PathBuf};
+
+use seremotion_trainer::corpus::{Clip, Emotion, load_manifest};
+use seremotion_trainer::eval::{EvalOptions, evaluate};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seremotion-eval-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Mono 16-bit PCM WAV at 16 kHz.
+fn write_wav(path: &Path, samples: &[i16]) {
+    let data_len = (samples.len() * 2) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 1 | (1 << 16), 16000, 32000, 2 | (16 << 16)] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    samples
+        .iter()
+        .for_each(|s| b.extend_from_slice(&s.to_le_bytes()));
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn silent_clips_count_as_errors_and_outputs_are_written() {
+    let dir = temp_dir("silence");
+    let silent = dir.join("silent.wav");
+    write_wav(&silent, &vec![0; 48000]);
+    let clip = |emotion| Clip {
+        path: silent.clone(),
+        corpus: "synthetic".into(),
+        speaker: "S1".into(),
+        emotion,
+        group: "S1".into(),
+    };
+    let clips = [clip(Emotion::Sad), clip(Emotion::Neutral)];
+    let opts = EvalOptions {
+        telephony: true,
+        json_out: dir.join("out/eval.json"),
+        plot_dir: Some(dir.join("plots")),
+    };
+    let report = evaluate(None, &clips, &opts).unwrap();
+    assert_eq!(report.overall.n, 2);
+    assert_eq!(report.overall.accuracy, 0.0);
+    assert_eq!(report.overall.unclassified.iter().sum::<usize>(), 2);
+    assert!(report.clips.iter().all(|c| c.predicted.is_none()));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&opts.json_out).unwrap()).unwrap();
+    assert_eq!(json["telephony"], true);
+    assert_eq!(json["labels"].as_array().unwrap().len(), 4);
+    for key in [
+        "n",
+        "accuracy",
+        "unweighted_accuracy",
+        "macro_f1",
+        "confusion",
+    ] {
+        assert!(json["overall"].get(key).is_some(), "{key}");
+        assert!(json["per_corpus"]["synthetic"].get(key).is_some(), "{key}");
+    }
+    for png in [
+        "confusion_synthetic_telephony.png",
+        "confusion_overall_telephony.png",
+    ] {
+        assert!(dir.join("plots").join(png).is_file(), "{png}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unreadable_clip_is_an_error_naming_it() {
+    let dir = temp_dir("missing");
+    let clips = [Clip {
+        path: dir.join("gone.flac"),
+        corpus: "x".into(),
+        speaker: "s".into(),
+        emotion: Emotion::Happy,
+        group: "s".into(),
+    }];
+    let opts = EvalOptions {
+        telephony: false,
+        json_out: dir.join("e.json"),
+        plot_dir: None,
+    };
+    let e = evaluate(None, &clips, &opts).unwrap_err().to_string();
+    assert!(e.contains("gone.flac"), "{e}");
+    assert!(evaluate(None, &[], &opts).is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn real_clips_per_corpus() {
+    let dir = std::env::var_os("SEREMOTION_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
+    let Ok(all) = load_manifest(&dir.join("MANIFEST.csv")) else {
+        eprintln!("skipped: no datasets at {}", dir.display());
+        return;
+    };
+    // A few clips of every corpus and emotion keep this quick.
+    let clips: Vec<Clip> = all.into_iter().step_by(60).collect();
+    let out = temp_dir("real");
+    let opts = EvalOptions {
+        telephony: false,
+        json_out: out.join("eval.json"),
+        plot_dir: None,
+    };
+    let report = evaluate(None, &clips, &opts).unwrap();
+    assert_eq!(report.overall.n, clips.len());
+    let per: usize = report.per_corpus.values().map(|m| m.n).sum();
+    assert_eq!(per, clips.len());
+    assert_eq!(report.per_corpus.len(), 3);
+    std::fs::remove_dir_all(out).unwrap();
+}

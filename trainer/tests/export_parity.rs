@@ -1,0 +1,62 @@
+//! The exported ONNX model, run by ONNX Runtime through the root crate's
+//! `model` module (the element's inference path), gives the same logits as
+//! the trainer's burn forward pass, and carries the contract's names,
+//! dynamic axes and metadata.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use gstseremotion::model::{Model, ModelMetadata, embed_metadata};
+use seremotion_trainer::export;
+use seremotion_trainer::net::NetConfig;
+use seremotion_trainer::train::feature_config;
+
+/// Deterministic pseudo-random inputs in [-2, 2).
+fn input(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+#[test]
+fn onnx_runtime_matches_burn_within_1e_4() {
+    let features = feature_config();
+    let nf = features.n_features();
+    let device = Device::flex();
+    device.seed(3);
+    let mut net = NetConfig::new(nf, 4);
+    net.channels = vec![16, 24, 32];
+    let model = net.init(&device).valid();
+    let window_frames = 99;
+    let graph = export::export_graph(&model, nf, window_frames).expect("export");
+    let meta = ModelMetadata {
+        labels: ["neutral", "happy", "sad", "angry"].map(String::from).to_vec(),
+        sample_rate: 16000,
+        window: 2.0,
+        features,
+        training: serde_json::json!({"test": "export parity"}),
+    };
+    let bytes = embed_metadata(&graph, &meta);
+    let onnx = Model::from_bytes(&bytes, "export parity test").expect("ONNX Runtime loads the export");
+    assert_eq!(onnx.metadata().labels, meta.labels);
+    assert_eq!(onnx.fixed_frames(), None, "frames axis must be dynamic");
+    assert_eq!(onnx.window_frames(), window_frames);
+
+    // The full window, the element's shortest padded window, and an odd length.
+    for (batch, frames) in [(1, window_frames), (2, 32), (3, 57)] {
+        let x = input(batch * nf * frames, frames as u64);
+        let tensor = Tensor::<3>::from_data(TensorData::new(x.clone(), [batch, nf, frames]), &device);
+        let expected: Vec<f32> = model.forward(tensor).into_data().try_into_vec::<f32>().expect("f32 logits");
+        let got = onnx.logits(&x, batch, frames).expect("ONNX Runtime inference");
+        assert_eq!(got.len(), expected.len());
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "batch {batch}, {frames} frames: max |onnx - burn| = {worst}");
+    }
+}
