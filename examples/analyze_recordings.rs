@@ -270,10 +270,11 @@ fn analyse_file(
             .current_caps()
             .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
             .unwrap_or(false);
-        if let Some(sink_pad) = convert.static_pad("sink") {
-            if is_audio && !sink_pad.is_linked() {
-                let _ = pad.link(&sink_pad);
-            }
+        if let Some(sink_pad) = convert.static_pad("sink")
+            && is_audio
+            && !sink_pad.is_linked()
+        {
+            let _ = pad.link(&sink_pad);
         }
     });
 
@@ -287,29 +288,29 @@ fn analyse_file(
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
         match msg.view() {
             gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure() {
-                    if s.name() == "seremotion" || s.name() == "seremotion-summary" {
-                        let mut line = structure_to_json(s);
-                        line.insert("file".into(), json!(name));
+                if let Some(s) = e.structure()
+                    && (s.name() == "seremotion" || s.name() == "seremotion-summary")
+                {
+                    let mut line = structure_to_json(s);
+                    line.insert("file".into(), json!(name));
+                    line.insert(
+                        "type".into(),
+                        json!(if s.name() == "seremotion" {
+                            "window"
+                        } else {
+                            "summary"
+                        }),
+                    );
+                    if s.name() == "seremotion-summary" {
+                        seconds = s
+                            .get::<gst::ClockTime>("duration")
+                            .map_or(0.0, |d| d.seconds_f64());
                         line.insert(
-                            "type".into(),
-                            json!(if s.name() == "seremotion" {
-                                "window"
-                            } else {
-                                "summary"
-                            }),
+                            "wall_seconds".into(),
+                            json!(started.elapsed().as_secs_f64()),
                         );
-                        if s.name() == "seremotion-summary" {
-                            seconds = s
-                                .get::<gst::ClockTime>("duration")
-                                .map_or(0.0, |d| d.seconds_f64());
-                            line.insert(
-                                "wall_seconds".into(),
-                                json!(started.elapsed().as_secs_f64()),
-                            );
-                        }
-                        emit(Value::Object(line));
                     }
+                    emit(Value::Object(line));
                 }
             }
             gst::MessageView::Eos(_) => break,

@@ -715,8 +715,8 @@ fn finite_or_zero(x: f32) -> f32 {
 fn power_db(power: f32) -> f32 {
     const FLOOR: f32 = 1e-10;
     // 10 log10(2) and 10 / ln(10).
-    const DB_PER_OCTAVE: f32 = 3.010_299_956_639_812;
-    const DB_PER_NEPER: f32 = 4.342_944_819_032_518;
+    const DB_PER_OCTAVE: f32 = 10.0 * std::f32::consts::LOG10_2;
+    const DB_PER_NEPER: f32 = 10.0 * std::f32::consts::LOG10_E;
     let x = if power > FLOOR { power } else { FLOOR };
     let bits = x.to_bits();
     // Exponent and mantissa in [1, 2); mantissas above √2 are halved and

@@ -505,7 +505,7 @@ fn tensor_f32_shape(dtype: &ort::value::ValueType) -> Result<Vec<i64>, String> {
 /// Softmax in place, numerically stable; non-finite logits give a uniform result.
 pub fn softmax(values: &mut [f32]) {
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
+    if !max.is_finite() || values.iter().any(|v| !v.is_finite()) {
         let uniform = 1.0 / values.len().max(1) as f32;
         values.iter_mut().for_each(|v| *v = uniform);
         return;
