@@ -22,7 +22,7 @@ cargo test -p gst-plugin-seremotion
 
 step "trainer: clippy and tests"
 cargo clippy -p seremotion-trainer --all-targets -- -D warnings
-cargo test --release -p seremotion-trainer
+cargo test -p seremotion-trainer
 
 step "meson build and install"
 meson_build="$CARGO_TARGET_DIR/meson-build"

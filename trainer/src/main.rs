@@ -114,7 +114,11 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
                 let v = parser.value()?.string()?;
                 o.channels = v
                     .split(',')
-                    .map(|c| c.trim().parse::<usize>().with_context(|| format!("--channels: bad width `{c}`")))
+                    .map(|c| {
+                        c.trim()
+                            .parse::<usize>()
+                            .with_context(|| format!("--channels: bad width `{c}`"))
+                    })
                     .collect::<Result<_>>()?;
             }
             Long("no-eval") => o.evaluate = false,

@@ -69,8 +69,12 @@ pub fn load_clips(sources: &[DataSource]) -> Result<Vec<Clip>> {
     let mut clips = Vec::new();
     for s in sources {
         match s {
-            DataSource::Manifest(p) => clips.extend(corpus::load_manifest(p).map_err(|e| anyhow::anyhow!("{e}"))?),
-            DataSource::Folder(p) => clips.extend(corpus::scan_folder(p).map_err(|e| anyhow::anyhow!("{e}"))?),
+            DataSource::Manifest(p) => {
+                clips.extend(corpus::load_manifest(p).map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            DataSource::Folder(p) => {
+                clips.extend(corpus::scan_folder(p).map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
         }
     }
     if clips.is_empty() {
@@ -94,7 +98,11 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
     let missing = min_len - audio.len();
     let left = rng.random_range(0..=missing);
     let amp = 10f32.powf(-70.0 / 20.0) * 3f32.sqrt();
-    let mut noise = |n: usize| (0..n).map(|_| rng.random_range(-amp..amp)).collect::<Vec<f32>>();
+    let mut noise = |n: usize| {
+        (0..n)
+            .map(|_| rng.random_range(-amp..amp))
+            .collect::<Vec<f32>>()
+    };
     let mut out = noise(left);
     out.extend_from_slice(audio);
     out.extend(noise(missing - left));
@@ -127,20 +135,25 @@ pub fn prepare(
     let aug = augment_config();
     train::par_map(clips, |i, clip| {
         let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let audio = corpus::load_audio(&clip.path, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let audio =
+            corpus::load_audio(&clip.path, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut versions = Vec::with_capacity(copies + 1);
         let mut clean = audio.clone();
         if copies > 0 {
             pad_with_noise(&mut clean, min_len, &mut rng);
         }
-        versions.push(Utterance::from_audio(cfg, &clean).with_context(|| clip.path.display().to_string())?);
+        versions.push(
+            Utterance::from_audio(cfg, &clean).with_context(|| clip.path.display().to_string())?,
+        );
         for _ in 0..copies {
             let mut x = audio.clone();
             // Room for time-stretching to shorten the clip.
             pad_with_noise(&mut x, min_len * 5 / 4, &mut rng);
             let mut x = augment::augment_random(&x, cfg.sample_rate, &aug, &mut rng);
             pad_with_noise(&mut x, min_len, &mut rng);
-            versions.push(Utterance::from_audio(cfg, &x).with_context(|| clip.path.display().to_string())?);
+            versions.push(
+                Utterance::from_audio(cfg, &x).with_context(|| clip.path.display().to_string())?,
+            );
         }
         Ok(ClipFeatures {
             label: clip.emotion.index(),
@@ -151,7 +164,9 @@ pub fn prepare(
 }
 
 fn git_commit() -> String {
-    let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output();
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output();
     match out {
         Ok(o) if o.status.success() => {
             let dirty = std::process::Command::new("git")
@@ -171,11 +186,17 @@ fn val_into_train(split: &mut split::Split, corpora: &[String]) {
     if corpora.is_empty() {
         return;
     }
-    let (moved, kept): (Vec<Clip>, Vec<Clip>) = split.val.drain(..).partition(|c| corpora.contains(&c.corpus));
+    let (moved, kept): (Vec<Clip>, Vec<Clip>) = split
+        .val
+        .drain(..)
+        .partition(|c| corpora.contains(&c.corpus));
     split.val = kept;
     for corpus in corpora {
-        let groups: std::collections::BTreeSet<&str> =
-            moved.iter().filter(|c| &c.corpus == corpus).map(|c| c.group.as_str()).collect();
+        let groups: std::collections::BTreeSet<&str> = moved
+            .iter()
+            .filter(|c| &c.corpus == corpus)
+            .map(|c| c.group.as_str())
+            .collect();
         if let Some(entry) = split.description.pointer_mut(&format!("/corpora/{corpus}")) {
             entry["val_moved_to_train"] = json!(groups);
             // Keep the per-part records true to what was trained on.
@@ -183,7 +204,9 @@ fn val_into_train(split: &mut split::Split, corpora: &[String]) {
             let train = &mut entry["train"];
             for key in ["clips", "groups"] {
                 train[key] = match (train[key].take(), &val[key]) {
-                    (Value::Number(a), Value::Number(b)) => json!(a.as_u64().unwrap_or(0) + b.as_u64().unwrap_or(0)),
+                    (Value::Number(a), Value::Number(b)) => {
+                        json!(a.as_u64().unwrap_or(0) + b.as_u64().unwrap_or(0))
+                    }
                     (Value::Array(mut a), Value::Array(b)) => {
                         a.extend(b.iter().cloned());
                         Value::Array(a)
@@ -191,9 +214,13 @@ fn val_into_train(split: &mut split::Split, corpora: &[String]) {
                     (a, _) => a,
                 };
             }
-            if let (Some(t), Some(v)) = (train["emotions"].as_object_mut(), val["emotions"].as_object()) {
+            if let (Some(t), Some(v)) = (
+                train["emotions"].as_object_mut(),
+                val["emotions"].as_object(),
+            ) {
                 for (label, n) in v {
-                    let sum = t.get(label).and_then(Value::as_u64).unwrap_or(0) + n.as_u64().unwrap_or(0);
+                    let sum =
+                        t.get(label).and_then(Value::as_u64).unwrap_or(0) + n.as_u64().unwrap_or(0);
                     t.insert(label.clone(), json!(sum));
                 }
             }
@@ -212,7 +239,13 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let clips = load_clips(&o.sources)?;
     eprintln!("{} clips: {}", clips.len(), corpus::summarize(&clips));
-    let mut split = split::split(&clips, &SplitConfig { seed: o.seed, ..Default::default() });
+    let mut split = split::split(
+        &clips,
+        &SplitConfig {
+            seed: o.seed,
+            ..Default::default()
+        },
+    );
     val_into_train(&mut split, &o.val_into_train);
     eprintln!(
         "split: {} train, {} val, {} test clips",
@@ -222,7 +255,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     );
 
     let mut features = feature_config();
-    let window_frames = features.frames_in((o.window_seconds * f64::from(features.sample_rate)).round() as usize);
+    let window_frames =
+        features.frames_in((o.window_seconds * f64::from(features.sample_rate)).round() as usize);
     let hop_frames = gstseremotion::analysis::seconds_to_frames(
         gstseremotion::analysis::DEFAULT_INTERVAL,
         features.frame_rate(),
@@ -266,7 +300,11 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let outcome = train::train(&cfg, &features, &train_set, &val_set, |log, max| {
         let elapsed = t.elapsed().as_secs_f64();
         let eta = elapsed / log.epoch as f64 * (max - log.epoch) as f64;
-        let per: Vec<String> = log.val_ua_per_corpus.iter().map(|(c, ua)| format!("{c} {:.3}", ua)).collect();
+        let per: Vec<String> = log
+            .val_ua_per_corpus
+            .iter()
+            .map(|(c, ua)| format!("{c} {:.3}", ua))
+            .collect();
         eprintln!(
             "epoch {:>3}/{max}  loss {:.4}  train acc {:.3}  val UA {:.3} ({})  lr {:.1e}  {:.0} s  ETA <= {:.0} s",
             log.epoch,
@@ -313,7 +351,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let model_path = o.out.join(format!("{}.onnx", o.name));
     let write_model = |training: &Value| -> Result<()> {
         let bytes = embed_metadata(&graph, &meta(training.clone()));
-        std::fs::write(&model_path, bytes).with_context(|| format!("writing {}", model_path.display()))
+        std::fs::write(&model_path, bytes)
+            .with_context(|| format!("writing {}", model_path.display()))
     };
     write_model(&training)?;
     eprintln!("wrote {}", model_path.display());
@@ -321,7 +360,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let mut results = json!({});
     if o.evaluate && !split.test.is_empty() {
         let eval_dir = o.out.join("eval");
-        std::fs::create_dir_all(&eval_dir).with_context(|| format!("creating {}", eval_dir.display()))?;
+        std::fs::create_dir_all(&eval_dir)
+            .with_context(|| format!("creating {}", eval_dir.display()))?;
         for (name, telephony) in [("test-clean", false), ("test-telephone", true)] {
             let json_path = eval_dir.join(format!("{name}.json"));
             let t = Instant::now();
@@ -333,7 +373,11 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             let value = eval::evaluate(Some(&model_path), &split.test, &opts)
                 .map_err(|e| anyhow::anyhow!("evaluating {}: {e}", model_path.display()))?
                 .json;
-            eprintln!("{name}: {} in {:.0} s", summary_line(&value), t.elapsed().as_secs_f64());
+            eprintln!(
+                "{name}: {} in {:.0} s",
+                summary_line(&value),
+                t.elapsed().as_secs_f64()
+            );
             results[name] = value;
         }
         // The summary in the model metadata carries the held-out results too.
@@ -353,7 +397,11 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let report_md = o.out.join("REPORT.md");
     std::fs::write(&report_md, render_report(&training, &o.name))
         .with_context(|| format!("writing {}", report_md.display()))?;
-    eprintln!("wrote {} and {}", report_json.display(), report_md.display());
+    eprintln!(
+        "wrote {} and {}",
+        report_json.display(),
+        report_md.display()
+    );
     Ok(())
 }
 
@@ -366,7 +414,10 @@ pub fn eval_command(
 ) -> Result<()> {
     let clips = load_clips(sources)?;
     let plots = plots.map(Path::to_path_buf).unwrap_or_else(|| {
-        let stem = json_out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = json_out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         json_out.with_file_name(stem)
     });
     let opts = eval::EvalOptions {
@@ -386,7 +437,10 @@ fn metric(v: &Value, key: &str) -> f64 {
 }
 
 fn summary_line(v: &Value) -> String {
-    let mut s = format!("overall UA {:.3}", metric(&v["overall"], "unweighted_accuracy"));
+    let mut s = format!(
+        "overall UA {:.3}",
+        metric(&v["overall"], "unweighted_accuracy")
+    );
     if let Some(per) = v["per_corpus"].as_object() {
         for (c, m) in per {
             let _ = write!(s, ", {c} UA {:.3}", metric(m, "unweighted_accuracy"));
@@ -400,9 +454,13 @@ fn compact_results(results: &Value) -> Value {
     if let Some(map) = results.as_object() {
         for (name, v) in map {
             let mut per = json!({});
-            for (scope, m) in std::iter::once(("overall", &v["overall"]))
-                .chain(v["per_corpus"].as_object().into_iter().flatten().map(|(k, m)| (k.as_str(), m)))
-            {
+            for (scope, m) in std::iter::once(("overall", &v["overall"])).chain(
+                v["per_corpus"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, m)| (k.as_str(), m)),
+            ) {
                 per[scope] = json!({
                     "n": m["n"],
                     "accuracy": m["accuracy"],
@@ -418,14 +476,21 @@ fn compact_results(results: &Value) -> Value {
 
 fn pct(v: &Value, key: &str) -> String {
     let x = metric(v, key);
-    if x.is_nan() { "–".into() } else { format!("{:.1}", 100.0 * x) }
+    if x.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.1}", 100.0 * x)
+    }
 }
 
 /// REPORT.md: command, time, data and split, held-out results clean and
 /// through the telephone channel, confusion matrices, licences.
 pub fn render_report(t: &Value, name: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# seremotion model `{name}.onnx`: training and evaluation report\n");
+    let _ = writeln!(
+        s,
+        "# seremotion model `{name}.onnx`: training and evaluation report\n"
+    );
     let _ = writeln!(
         s,
         "4-class speech emotion model (neutral, happy, sad, angry) for the `seremotion` element, \
@@ -434,7 +499,11 @@ pub fn render_report(t: &Value, name: &str) -> String {
          classified exactly the way the element does (2 s windows every 1 s, speech gating, \
          mean of window probabilities).\n"
     );
-    let _ = writeln!(s, "## Command\n\n```\n{}\n```\n", t["command"].as_str().unwrap_or(""));
+    let _ = writeln!(
+        s,
+        "## Command\n\n```\n{}\n```\n",
+        t["command"].as_str().unwrap_or("")
+    );
     let _ = writeln!(
         s,
         "Git commit `{}`, seed {}. Feature extraction {} s, training {} s, total {} s \
@@ -478,22 +547,40 @@ pub fn render_report(t: &Value, name: &str) -> String {
          G.711 mu-law before the element's resampling. Targets: UA >= 70 % on RAVDESS and SAVEE, \
          >= 98 % on TESS, <= 5 points lost through the telephone channel.\n"
     );
-    let _ = writeln!(s, "### Confusion matrices (rows = true, columns = predicted)\n");
+    let _ = writeln!(
+        s,
+        "### Confusion matrices (rows = true, columns = predicted)\n"
+    );
     for key in ["test-clean", "test-telephone"] {
         let r = &t["results"][key];
-        let Some(per) = r["per_corpus"].as_object() else { continue };
+        let Some(per) = r["per_corpus"].as_object() else {
+            continue;
+        };
         for (corpus, m) in per {
             let _ = writeln!(s, "**{key}, {corpus}**\n");
             let _ = writeln!(s, "| true \\ predicted | {} |", LABELS.join(" | "));
             let _ = writeln!(s, "|---|{}", "---:|".repeat(LABELS.len()));
             for (i, row) in m["confusion"].as_array().into_iter().flatten().enumerate() {
-                let cells: Vec<String> = row.as_array().into_iter().flatten().map(|v| v.to_string()).collect();
-                let _ = writeln!(s, "| {} | {} |", LABELS.get(i).unwrap_or(&"?"), cells.join(" | "));
+                let cells: Vec<String> = row
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.to_string())
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} |",
+                    LABELS.get(i).unwrap_or(&"?"),
+                    cells.join(" | ")
+                );
             }
             let _ = writeln!(s);
         }
     }
-    let _ = writeln!(s, "Images: `eval/test-clean/` and `eval/test-telephone/` (one PNG per corpus).\n");
+    let _ = writeln!(
+        s,
+        "Images: `eval/test-clean/` and `eval/test-telephone/` (one PNG per corpus).\n"
+    );
     let _ = writeln!(s, "## Data and split\n");
     let _ = writeln!(
         s,
@@ -522,7 +609,10 @@ pub fn render_report(t: &Value, name: &str) -> String {
         })
         .unwrap_or_default()
     );
-    let _ = writeln!(s, "## Training curve\n\n| epoch | loss | train acc | val UA | lr |\n|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "## Training curve\n\n| epoch | loss | train acc | val UA | lr |\n|---:|---:|---:|---:|---:|"
+    );
     for e in t["history"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,

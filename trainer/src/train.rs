@@ -15,7 +15,9 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use gstseremotion::analysis::{DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES};
+use gstseremotion::analysis::{
+    DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
+};
 use gstseremotion::features::{self, FeatureConfig, FeatureKind, WindowNormalization};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,7 +66,11 @@ impl Utterance {
     pub fn from_audio(cfg: &FeatureConfig, audio: &[f32]) -> Result<Self> {
         let m = features::extract(cfg, audio).map_err(|e| anyhow::anyhow!("features: {e}"))?;
         Ok(Self {
-            speech: m.rms_db.iter().map(|&db| db > DEFAULT_SPEECH_THRESHOLD_DB).collect(),
+            speech: m
+                .rms_db
+                .iter()
+                .map(|&db| db > DEFAULT_SPEECH_THRESHOLD_DB)
+                .collect(),
             frames: m.data,
             n_frames: m.n_frames,
         })
@@ -132,7 +138,11 @@ pub struct TrainOutcome {
 /// Global per-row mean and standard deviation of windows after the window
 /// normalisation, over the clean training renditions: these become
 /// `FeatureConfig::mean`/`std` so the network sees unit-scale inputs.
-pub fn feature_stats(cfg: &FeatureConfig, clips: &[ClipFeatures], window_frames: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn feature_stats(
+    cfg: &FeatureConfig,
+    clips: &[ClipFeatures],
+    window_frames: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let nf = cfg.n_features();
     let mut plain = cfg.clone();
     plain.mean.clear();
@@ -201,7 +211,14 @@ fn speech_ok(speech: &[bool]) -> bool {
 
 /// Channels-first model input for `n` frames from `start`, zero-padded (after
 /// normalisation, as the element pads) to `model_frames`.
-fn window_input(cfg: &FeatureConfig, u: &Utterance, start: usize, n: usize, model_frames: usize, out: &mut [f32]) {
+fn window_input(
+    cfg: &FeatureConfig,
+    u: &Utterance,
+    start: usize,
+    n: usize,
+    model_frames: usize,
+    out: &mut [f32],
+) {
     let nf = cfg.n_features();
     let frames = &u.frames[start * nf..(start + n) * nf];
     if n == model_frames {
@@ -210,7 +227,10 @@ fn window_input(cfg: &FeatureConfig, u: &Utterance, start: usize, n: usize, mode
         let mut packed = vec![0.0; nf * n];
         features::window_tensor(cfg, frames, n, &mut packed);
         out.fill(0.0);
-        for (dst, src) in out.chunks_exact_mut(model_frames).zip(packed.chunks_exact(n)) {
+        for (dst, src) in out
+            .chunks_exact_mut(model_frames)
+            .zip(packed.chunks_exact(n))
+        {
             dst[..n].copy_from_slice(src);
         }
     }
@@ -266,8 +286,15 @@ pub fn predict_clips(
             for (w, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
                 window_input(cfg, u, w.0, w.1, model_frames, out);
             }
-            let x = Tensor::<3>::from_data(TensorData::new(input, [group.len(), nf, model_frames]), &device);
-            let logits: Vec<f32> = model.forward(x).into_data().try_into_vec::<f32>().unwrap_or_default();
+            let x = Tensor::<3>::from_data(
+                TensorData::new(input, [group.len(), nf, model_frames]),
+                &device,
+            );
+            let logits: Vec<f32> = model
+                .forward(x)
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
             for row in softmax_rows(&logits, n_labels).chunks_exact(n_labels) {
                 sums.iter_mut().zip(row).for_each(|(s, p)| *s += p);
             }
@@ -284,7 +311,11 @@ pub fn predict_clips(
 
 /// Validation UA: mean over corpora of each corpus's UA, so that the large,
 /// easy TESS does not hide the harder corpora. Also returns per-corpus UA.
-pub fn validation_ua(clips: &[ClipFeatures], preds: &[usize], n_labels: usize) -> (f32, Vec<(String, f32)>) {
+pub fn validation_ua(
+    clips: &[ClipFeatures],
+    preds: &[usize],
+    n_labels: usize,
+) -> (f32, Vec<(String, f32)>) {
     let mut corpora: Vec<String> = clips.iter().map(|c| c.corpus.clone()).collect();
     corpora.sort();
     corpora.dedup();
@@ -329,7 +360,8 @@ pub fn sampling_weights(clips: &[ClipFeatures]) -> Vec<f64> {
         .iter()
         .map(|c| {
             let n_corpus = corpus[c.corpus.as_str()] as f64;
-            n_corpus.sqrt() / (cells_in[c.corpus.as_str()] as f64 * cell[&(c.corpus.as_str(), c.label)] as f64)
+            n_corpus.sqrt()
+                / (cells_in[c.corpus.as_str()] as f64 * cell[&(c.corpus.as_str(), c.label)] as f64)
         })
         .collect()
 }
@@ -356,7 +388,9 @@ fn crop_start(u: &Utterance, len: usize, rng: &mut StdRng) -> usize {
 fn draw(cumulative: &[f64], rng: &mut StdRng) -> usize {
     let total = cumulative.last().copied().unwrap_or(0.0);
     let x = rng.random::<f64>() * total;
-    cumulative.partition_point(|&c| c <= x).min(cumulative.len() - 1)
+    cumulative
+        .partition_point(|&c| c <= x)
+        .min(cumulative.len() - 1)
 }
 
 /// Trains `cfg.net` on `train` with early stopping on `val`'s UA.
@@ -371,7 +405,11 @@ pub fn train(
     ensure!(!train.is_empty(), "no training clips");
     ensure!(!val.is_empty(), "no validation clips");
     let nf = features.n_features();
-    ensure!(nf == cfg.net.n_features, "net expects {} features, config gives {nf}", cfg.net.n_features);
+    ensure!(
+        nf == cfg.net.n_features,
+        "net expects {} features, config gives {nf}",
+        cfg.net.n_features
+    );
     let min_frames = train
         .iter()
         .flat_map(|c| c.versions.iter().map(|u| u.n_frames))
@@ -387,7 +425,9 @@ pub fn train(
     device.seed(cfg.seed);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut model = cfg.net.init(&device);
-    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init();
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
         .init(&device);
@@ -404,7 +444,9 @@ pub fn train(
     let mut since_lr = 0;
     let mut history = Vec::new();
     let n_batches = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
-    let min_len = (cfg.window_frames / 3).max(MIN_MODEL_FRAMES).min(cfg.window_frames);
+    let min_len = (cfg.window_frames / 3)
+        .max(MIN_MODEL_FRAMES)
+        .min(cfg.window_frames);
 
     for epoch in 1..=cfg.max_epochs {
         let t0 = Instant::now();
@@ -449,7 +491,14 @@ pub fn train(
         }
 
         let inference = model.valid();
-        let preds = predict_clips(&inference, features, val, cfg.window_frames, cfg.hop_frames, n_labels);
+        let preds = predict_clips(
+            &inference,
+            features,
+            val,
+            cfg.window_frames,
+            cfg.hop_frames,
+            n_labels,
+        );
         let (val_ua, per_corpus) = validation_ua(val, &preds, n_labels);
         let log = EpochLog {
             epoch,
@@ -492,7 +541,14 @@ pub fn train(
 /// `max_f` feature rows and one span of up to `max_t` frames set to 0 (the
 /// normalised mean), so the network cannot lean on any single band or moment
 /// (telephone band-limiting removes whole bands).
-fn spec_augment(x: &mut [f32], nf: usize, len: usize, max_f: usize, max_t: usize, rng: &mut StdRng) {
+fn spec_augment(
+    x: &mut [f32],
+    nf: usize,
+    len: usize,
+    max_f: usize,
+    max_t: usize,
+    rng: &mut StdRng,
+) {
     if max_f > 0 {
         let w = rng.random_range(0..=max_f.min(nf));
         let f0 = rng.random_range(0..=nf - w);
@@ -508,7 +564,10 @@ fn spec_augment(x: &mut [f32], nf: usize, len: usize, max_f: usize, max_t: usize
 }
 
 /// Runs `f` over `items` on all cores, keeping order; the first error wins.
-pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(usize, &T) -> Result<U> + Sync) -> Result<Vec<U>> {
+pub fn par_map<T: Sync, U: Send>(
+    items: &[T],
+    f: impl Fn(usize, &T) -> Result<U> + Sync,
+) -> Result<Vec<U>> {
     items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect()
 }
 
@@ -521,7 +580,10 @@ mod tests {
         // Exactly one window: nothing left to flush.
         assert_eq!(element_windows(99, 99, 50), vec![(0, 99)]);
         // Two full windows, then the last 50 frames not yet dropped.
-        assert_eq!(element_windows(150, 99, 50), vec![(0, 99), (50, 99), (100, 50)]);
+        assert_eq!(
+            element_windows(150, 99, 50),
+            vec![(0, 99), (50, 99), (100, 50)]
+        );
         // A clip shorter than the window is one partial window at end of stream.
         assert_eq!(element_windows(60, 99, 50), vec![(0, 60)]);
         assert!(element_windows(0, 99, 50).is_empty());
@@ -534,9 +596,18 @@ mod tests {
             corpus: corpus.into(),
             versions: Vec::new(),
         };
-        let clips = vec![clip("a", 0), clip("a", 0), clip("a", 0), clip("a", 1), clip("b", 0)];
+        let clips = vec![
+            clip("a", 0),
+            clip("a", 0),
+            clip("a", 0),
+            clip("a", 1),
+            clip("b", 0),
+        ];
         let w = sampling_weights(&clips);
         let label0: f64 = w[..3].iter().sum();
-        assert!((label0 - w[3]).abs() < 1e-12, "both classes of corpus a weigh the same");
+        assert!(
+            (label0 - w[3]).abs() < 1e-12,
+            "both classes of corpus a weigh the same"
+        );
     }
 }

@@ -15,7 +15,9 @@ fn input(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
         })
         .collect()
@@ -33,14 +35,17 @@ fn onnx_runtime_matches_burn_within_1e_4() {
     let window_frames = 99;
     let graph = export::export_graph(&model, nf, window_frames).expect("export");
     let meta = ModelMetadata {
-        labels: ["neutral", "happy", "sad", "angry"].map(String::from).to_vec(),
+        labels: ["neutral", "happy", "sad", "angry"]
+            .map(String::from)
+            .to_vec(),
         sample_rate: 16000,
         window: 2.0,
         features,
         training: serde_json::json!({"test": "export parity"}),
     };
     let bytes = embed_metadata(&graph, &meta);
-    let onnx = Model::from_bytes(&bytes, "export parity test").expect("ONNX Runtime loads the export");
+    let onnx =
+        Model::from_bytes(&bytes, "export parity test").expect("ONNX Runtime loads the export");
     assert_eq!(onnx.metadata().labels, meta.labels);
     assert_eq!(onnx.fixed_frames(), None, "frames axis must be dynamic");
     assert_eq!(onnx.window_frames(), window_frames);
@@ -48,15 +53,25 @@ fn onnx_runtime_matches_burn_within_1e_4() {
     // The full window, the element's shortest padded window, and an odd length.
     for (batch, frames) in [(1, window_frames), (2, 32), (3, 57)] {
         let x = input(batch * nf * frames, frames as u64);
-        let tensor = Tensor::<3>::from_data(TensorData::new(x.clone(), [batch, nf, frames]), &device);
-        let expected: Vec<f32> = model.forward(tensor).into_data().try_into_vec::<f32>().expect("f32 logits");
-        let got = onnx.logits(&x, batch, frames).expect("ONNX Runtime inference");
+        let tensor =
+            Tensor::<3>::from_data(TensorData::new(x.clone(), [batch, nf, frames]), &device);
+        let expected: Vec<f32> = model
+            .forward(tensor)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 logits");
+        let got = onnx
+            .logits(&x, batch, frames)
+            .expect("ONNX Runtime inference");
         assert_eq!(got.len(), expected.len());
         let worst = got
             .iter()
             .zip(&expected)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(worst <= 1e-4, "batch {batch}, {frames} frames: max |onnx - burn| = {worst}");
+        assert!(
+            worst <= 1e-4,
+            "batch {batch}, {frames} frames: max |onnx - burn| = {worst}"
+        );
     }
 }

@@ -74,7 +74,11 @@ fn tiny_training_run_lowers_the_loss() {
     let first = outcome.history.first().expect("an epoch").loss;
     let last = outcome.history.last().expect("an epoch").loss;
     assert!(last < first * 0.8, "loss did not drop: {first} -> {last}");
-    assert!(outcome.best_val_ua > 0.4, "validation UA {} not above chance (0.25)", outcome.best_val_ua);
+    assert!(
+        outcome.best_val_ua > 0.4,
+        "validation UA {} not above chance (0.25)",
+        outcome.best_val_ua
+    );
 }
 
 /// Throughput of the real network size; run by hand with `--ignored --nocapture`.
@@ -110,7 +114,10 @@ fn throughput_of_the_default_network() {
     };
     let t = std::time::Instant::now();
     let outcome = train::train(&cfg, &features, &train_set, &val_set, |log, _| {
-        eprintln!("epoch {} loss {:.3} val UA {:.3} {:.1} s", log.epoch, log.loss, log.val_ua, log.seconds)
+        eprintln!(
+            "epoch {} loss {:.3} val UA {:.3} {:.1} s",
+            log.epoch, log.loss, log.val_ua, log.seconds
+        )
     })
     .expect("training");
     eprintln!("{} windows/s", 2.0 * 640.0 / t.elapsed().as_secs_f64());
