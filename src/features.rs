@@ -715,8 +715,8 @@ fn finite_or_zero(x: f32) -> f32 {
 fn power_db(power: f32) -> f32 {
     const FLOOR: f32 = 1e-10;
     // 10 log10(2) and 10 / ln(10).
-    const DB_PER_OCTAVE: f32 = 10.0 * std::f32::consts::LOG10_2;
-    const DB_PER_NEPER: f32 = 10.0 * std::f32::consts::LOG10_E;
+    const DB_PER_OCTAVE: f64 = 10.0 * std::f64::consts::LOG10_2;
+    const DB_PER_NEPER: f64 = 10.0 * std::f64::consts::LOG10_E;
     let x = if power > FLOOR { power } else { FLOOR };
     let bits = x.to_bits();
     // Exponent and mantissa in [1, 2); mantissas above √2 are halved and
@@ -728,11 +728,16 @@ fn power_db(power: f32) -> f32 {
         m *= 0.5;
         exponent += 1;
     }
+    // The series runs in f64 so that rounding stays far below the 1e-5 dB
+    // budget whatever the optimiser does; the result is rounded once to f32.
+    let m = f64::from(m);
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     let series = 1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0))));
     let ln_m = 2.0 * s * series;
-    exponent as f32 * DB_PER_OCTAVE + ln_m * DB_PER_NEPER
+    let db = f64::from(exponent) * DB_PER_OCTAVE + ln_m * DB_PER_NEPER;
+    // The floor is exactly -100 dB, as librosa's amin = 1e-10 gives.
+    if power > FLOOR { db as f32 } else { -100.0 }
 }
 
 /// RMS in dB (`20 log10`, floor −100 dB) from the energy of `n` samples.
