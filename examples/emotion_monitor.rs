@@ -62,21 +62,8 @@ fn describe_window(s: &gst::StructureRef) -> String {
     let channel = s.get::<i32>("channel").unwrap_or(-1);
     let emotion = s.get::<&str>("emotion").unwrap_or("?");
     let confidence = s.get::<f64>("confidence").unwrap_or(0.0);
-    let scores = s
-        .get::<gst::Structure>("scores")
-        .map(|scores| {
-            scores
-                .iter()
-                .map(|(label, v)| format!("{label} {:.2}", v.get::<f64>().unwrap_or(0.0)))
-                .collect::<Vec<_>>()
-                .join("  ")
-        })
-        .unwrap_or_default();
-    let channel = if channel < 0 {
-        "mix".to_string()
-    } else {
-        format!("ch{channel}")
-    };
+    let scores = per_label(s, "scores", |v| format!("{v:.2}"));
+    let channel = channel_name(channel);
     format!(
         "{} +{:.2}s  {channel:<4} {emotion:<9} {confidence:>5.2}   [{scores}]",
         ts.display(),
@@ -89,22 +76,31 @@ fn describe_summary(s: &gst::StructureRef) -> String {
     let dominant = s.get::<&str>("dominant").unwrap_or("?");
     let speech = s.get::<u64>("speech-windows").unwrap_or(0);
     let windows = s.get::<u64>("windows").unwrap_or(0);
-    let shares = s
-        .get::<gst::Structure>("shares")
-        .map(|shares| {
-            shares
-                .iter()
-                .map(|(label, v)| format!("{label} {:.0}%", 100.0 * v.get::<f64>().unwrap_or(0.0)))
-                .collect::<Vec<_>>()
-                .join("  ")
-        })
-        .unwrap_or_default();
-    let channel = if channel < 0 {
-        "mix".to_string()
-    } else {
-        format!("ch{channel}")
-    };
+    let shares = per_label(s, "shares", |v| format!("{:.0}%", 100.0 * v));
+    let channel = channel_name(channel);
     format!(
         "summary {channel}: dominant {dominant} ({speech}/{windows} windows with speech; {shares})"
     )
+}
+
+/// "mix" for the downmix (-1), else "chN".
+fn channel_name(channel: i32) -> String {
+    if channel < 0 {
+        "mix".to_string()
+    } else {
+        format!("ch{channel}")
+    }
+}
+
+/// "label value  label value ..." from a nested per-label structure field.
+fn per_label(s: &gst::StructureRef, field: &str, value: impl Fn(f64) -> String) -> String {
+    s.get::<gst::Structure>(field)
+        .map(|inner| {
+            inner
+                .iter()
+                .map(|(label, v)| format!("{label} {}", value(v.get::<f64>().unwrap_or(0.0))))
+                .collect::<Vec<_>>()
+                .join("  ")
+        })
+        .unwrap_or_default()
 }

@@ -13,6 +13,8 @@ use gst::prelude::*;
 use gstseremotion::features::{self, FeatureConfig};
 
 const LABELS: [&str; 4] = ["neutral", "happy", "sad", "angry"];
+/// The caps most tests push.
+const MONO_16K: &str = "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved";
 /// Mel bands the fixture model reads, one per label (see scripts/make_fixture_models.py).
 const BANDS: [usize; 4] = [8, 20, 32, 44];
 
@@ -196,10 +198,7 @@ fn passthrough_is_bit_identical() {
             "audio/x-raw,format=S16LE,rate=44100,channels=2,layout=interleaved",
             2,
         ),
-        (
-            "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved",
-            4,
-        ),
+        (MONO_16K, 4),
     ] {
         let element = make_element(Some("tone_bands.onnx"), &[]);
         let (mut h, _bus) = harness(&element, caps);
@@ -235,10 +234,7 @@ fn messages_follow_window_and_interval() {
         ),
     ] {
         let element = make_element(Some("tone_bands.onnx"), &[("interval", interval)]);
-        let (mut h, bus) = harness(
-            &element,
-            "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved",
-        );
+        let (mut h, bus) = harness(&element, MONO_16K);
         push_f32(&mut h, &audio, rate, 1, gst::ClockTime::from_seconds(10));
         assert!(h.push_event(gst::event::Eos::new()));
         let (windows, summaries) = windows(&bus);
@@ -353,10 +349,7 @@ fn silence_is_never_an_emotion() {
     let mut audio = vec![0.0f32; rate as usize * 2];
     audio.extend(sine(tone_for(3), rate, 0.5, rate as usize * 2));
     let element = make_element(Some("tone_bands.onnx"), &[]);
-    let (mut h, bus) = harness(
-        &element,
-        "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved",
-    );
+    let (mut h, bus) = harness(&element, MONO_16K);
     push_f32(&mut h, &audio, rate, 1, gst::ClockTime::ZERO);
     assert!(h.push_event(gst::event::Eos::new()));
     let (windows, summaries) = windows(&bus);
@@ -372,10 +365,7 @@ fn silence_is_never_an_emotion() {
 fn flush_resets_buffered_audio() {
     let rate = 16000;
     let element = make_element(Some("tone_bands.onnx"), &[]);
-    let (mut h, bus) = harness(
-        &element,
-        "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved",
-    );
+    let (mut h, bus) = harness(&element, MONO_16K);
     // 0.8 s of "happy", then a flushing seek to 100 s and 1 s of "angry": no window may mix them.
     push_f32(
         &mut h,
@@ -409,10 +399,7 @@ fn flush_resets_buffered_audio() {
 fn bad_samples_and_odd_buffers_are_handled() {
     let rate = 16000;
     let element = make_element(Some("tone_bands.onnx"), &[]);
-    let (mut h, bus) = harness(
-        &element,
-        "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved",
-    );
+    let (mut h, bus) = harness(&element, MONO_16K);
     let mut tone = sine(tone_for(2), rate, 0.5, 16000);
     for i in (0..tone.len()).step_by(97) {
         tone[i] = if i % 2 == 0 { f32::NAN } else { f32::INFINITY };
@@ -444,10 +431,7 @@ fn bad_samples_and_odd_buffers_are_handled() {
 #[test]
 fn caps_change_reconfigures() {
     let element = make_element(Some("tone_bands.onnx"), &[]);
-    let (mut h, bus) = harness(
-        &element,
-        "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved",
-    );
+    let (mut h, bus) = harness(&element, MONO_16K);
     push_f32(
         &mut h,
         &sine(tone_for(1), 16000, 0.5, 16000),
