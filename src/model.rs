@@ -174,7 +174,7 @@ impl fmt::Display for ModelError {
 impl std::error::Error for ModelError {}
 
 /// Places to look for the ONNX Runtime library, most specific first.
-fn runtime_candidates() -> Vec<PathBuf> {
+pub fn runtime_candidates() -> Vec<PathBuf> {
     // An explicit choice is the only candidate: falling back elsewhere would hide a typo.
     if let Some(path) = std::env::var_os("SEREMOTION_ORT_LIB").filter(|p| !p.is_empty()) {
         return vec![PathBuf::from(path)];
@@ -202,6 +202,25 @@ fn runtime_candidates() -> Vec<PathBuf> {
     candidates
 }
 
+/// Environment variable that turns off ONNX Runtime's own telemetry.
+pub const ORT_TELEMETRY_VAR: &str = "ORT_DISABLE_TELEMETRY";
+
+/// ONNX Runtime 1.32 on Linux starts a telemetry uploader, keeps a device id
+/// and an event cache under `~/.cache/Microsoft`, and spends a thread and
+/// about 2 MB on it, unless `ORT_DISABLE_TELEMETRY=1` is set before the
+/// library initialises (the API switch only mutes events). A media element must
+/// not phone home on its user's behalf, so it is set here unless the user has
+/// chosen a value.
+fn opt_out_of_telemetry() {
+    if std::env::var_os(ORT_TELEMETRY_VAR).is_none() {
+        // SAFETY: runs once per process, before ONNX Runtime is loaded. The
+        // remaining hazard is another thread reading the environment through
+        // libc at this very instant (the one-time risk of any `setenv` in a
+        // threaded program); Rust's own readers are serialised with it.
+        unsafe { std::env::set_var(ORT_TELEMETRY_VAR, "1") };
+    }
+}
+
 /// The process-wide ONNX Runtime environment, loaded once.
 ///
 /// `ort` panics if a session is built before a library was loaded, so every
@@ -210,6 +229,7 @@ pub fn runtime() -> Result<&'static ort::environment::Environment, ModelError> {
     static RUNTIME: OnceCell<Result<ort::environment::Environment, ModelError>> = OnceCell::new();
     RUNTIME
         .get_or_init(|| {
+            opt_out_of_telemetry();
             let mut tried = Vec::new();
             let mut cause = String::from("no candidate");
             for candidate in runtime_candidates() {
@@ -221,11 +241,10 @@ pub fn runtime() -> Result<&'static ort::environment::Environment, ModelError> {
                 tried.push(candidate.display().to_string());
                 match ort::init_from(&candidate) {
                     Ok(builder) => {
-                        return builder.with_name("seremotion").build().map_err(|e| {
-                            ModelError::RuntimeNotFound {
-                                tried: tried.clone(),
-                                cause: format!("{e:?}"),
-                            }
+                        let builder = builder.with_name("seremotion").with_telemetry(false);
+                        return builder.build().map_err(|e| ModelError::RuntimeNotFound {
+                            tried: tried.clone(),
+                            cause: format!("{e:?}"),
                         });
                     }
                     // The Display of this error hides the loader's message.

@@ -626,6 +626,60 @@ fn missing_onnx_runtime_is_a_clear_bus_error() {
     assert!(status.success(), "child test failed");
 }
 
+/// ONNX Runtime 1.32 keeps a telemetry device id and event cache under
+/// `$HOME/.cache/Microsoft` unless told not to before it initialises; the
+/// element must not. Runs in a child process with a fresh home.
+#[test]
+fn onnx_runtime_telemetry_stays_off() {
+    if std::env::var_os("SEREMOTION_TEST_CHILD").is_some() {
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let errors = start_errors(&element);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(std::env::var("ORT_DISABLE_TELEMETRY").as_deref(), Ok("1"));
+        return;
+    }
+    let home = std::env::temp_dir().join(format!("seremotion-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("temp home");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    // The library found under the real home, since the child's home is empty.
+    if let Some(lib) = gstseremotion::model::runtime_candidates()
+        .into_iter()
+        .find(|p| p.is_absolute() && p.exists())
+    {
+        child.env("SEREMOTION_ORT_LIB", lib);
+    }
+    let status = child
+        .args(["--exact", "onnx_runtime_telemetry_stays_off", "--nocapture"])
+        .env("SEREMOTION_TEST_CHILD", "1")
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env_remove("ORT_DISABLE_TELEMETRY")
+        .status()
+        .expect("child runs");
+    // GStreamer's own plugin registry cache is the one expected file.
+    let left: Vec<_> = walk(&home)
+        .into_iter()
+        .filter(|p| !p.starts_with(home.join(".cache/gstreamer-1.0")))
+        .collect();
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(status.success(), "child test failed");
+    assert!(left.is_empty(), "ONNX Runtime wrote {left:?}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn gst_launch_pipeline_posts_messages() {
     init();
