@@ -18,33 +18,11 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gst::prelude::*;
 
+#[path = "../tests/support/signals.rs"]
+mod signals;
+
 const SECONDS: u64 = 10;
 const BUFFER_MS: u64 = 20;
-
-/// Interleaved S16LE speech-like audio (see benches/inference.rs), a
-/// different phase per channel so per-channel analyses differ.
-fn speechy_s16(rate: usize, channels: usize, seconds: usize) -> Vec<u8> {
-    let tau = 2.0 * std::f64::consts::PI;
-    let mut z = 0x9E37_79B9_7F4A_7C15u64;
-    let mut out = Vec::with_capacity(rate * channels * seconds * 2);
-    for i in 0..rate * seconds {
-        let t = i as f64 / rate as f64;
-        for c in 0..channels {
-            let envelope = 0.55 + 0.45 * (tau * 4.0 * t + c as f64).sin();
-            let voiced: f64 = [(150.0, 0.3), (700.0, 0.2), (1200.0, 0.1), (2600.0, 0.05)]
-                .iter()
-                .map(|&(f, a)| a * (tau * f * (1.0 + 0.1 * c as f64) * t).sin())
-                .sum();
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
-            let noise = (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-            let v = (0.5 * envelope * voiced + 0.01 * noise) * 32767.0;
-            out.extend_from_slice(&(v as i16).to_le_bytes());
-        }
-    }
-    out
-}
 
 struct Case {
     name: &'static str,
@@ -106,7 +84,7 @@ fn bench_element(c: &mut Criterion) {
     group.throughput(Throughput::Elements(SECONDS));
     group.sample_size(20);
     for case in &cases {
-        let audio = speechy_s16(case.rate, case.channels, SECONDS as usize);
+        let audio = signals::speechy_s16(case.rate, case.channels, SECONDS as usize);
         let bytes_per_buffer = case.rate * case.channels * 2 * BUFFER_MS as usize / 1000;
         // One buffer per 20 ms, shared memory; each push gets a shallow copy
         // carrying its own timestamp.

@@ -13,34 +13,14 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gstseremotion::analysis::{AnalyzerSettings, EmotionAnalyzer};
 use gstseremotion::model::Model;
 
+#[path = "../tests/support/signals.rs"]
+mod signals;
+
 fn load_model() -> Arc<Model> {
     match std::env::var_os("SEREMOTION_BENCH_MODEL") {
         Some(path) => Model::from_file(path.as_ref()).expect("SEREMOTION_BENCH_MODEL loads"),
         None => Model::default_model().expect("the default model loads"),
     }
-}
-
-/// Speech-like test signal: a 150 Hz pulse train through a few formant-ish
-/// sines, amplitude-modulated at 4 Hz, plus a little deterministic noise.
-/// Loud enough that every window passes the speech gate and reaches the model.
-fn speechy(n: usize, rate: f64) -> Vec<f32> {
-    let tau = 2.0 * std::f64::consts::PI;
-    let mut z = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / rate;
-            let envelope = 0.55 + 0.45 * (tau * 4.0 * t).sin();
-            let voiced: f64 = [(150.0, 0.3), (700.0, 0.2), (1200.0, 0.1), (2600.0, 0.05)]
-                .iter()
-                .map(|&(f, a)| a * (tau * f * t).sin())
-                .sum();
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
-            let noise = (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-            (0.5 * envelope * voiced + 0.01 * noise) as f32
-        })
-        .collect()
 }
 
 fn bench_inference(c: &mut Criterion) {
@@ -68,7 +48,7 @@ fn bench_analysis(c: &mut Criterion) {
     let model = load_model();
     let rate = model.metadata().sample_rate as usize;
     let seconds = 10;
-    let audio = speechy(seconds * rate, rate as f64);
+    let audio = signals::speechy(rate, 1, seconds * rate);
     let settings = AnalyzerSettings::for_model(&model);
     let mut analyzer = EmotionAnalyzer::new(model.clone(), settings).expect("analyzer");
     let mut group = c.benchmark_group("analysis_10s");

@@ -15,6 +15,9 @@ use std::sync::Once;
 
 use gst::prelude::*;
 
+#[path = "support/signals.rs"]
+mod signals;
+
 struct Counting;
 
 // Per thread: tests run in parallel, and only the pushing thread is measured.
@@ -68,24 +71,6 @@ fn init() {
     });
 }
 
-/// Loud, voiced, S16LE: every window passes the speech gate and reaches the model.
-fn speechy_s16(rate: usize, channels: usize, seconds: usize) -> Vec<u8> {
-    let tau = 2.0 * std::f64::consts::PI;
-    let mut out = Vec::with_capacity(rate * channels * seconds * 2);
-    for i in 0..rate * seconds {
-        let t = i as f64 / rate as f64;
-        for c in 0..channels {
-            let envelope = 0.55 + 0.45 * (tau * 4.0 * t + c as f64).sin();
-            let v: f64 = [(150.0, 0.3), (700.0, 0.2), (1200.0, 0.1), (2600.0, 0.05)]
-                .iter()
-                .map(|&(f, a)| a * (tau * f * t).sin())
-                .sum();
-            out.extend_from_slice(&((0.5 * envelope * v * 32767.0) as i16).to_le_bytes());
-        }
-    }
-    out
-}
-
 struct Counts {
     /// Pushes during which no window completed: allocations per push.
     plain: Vec<usize>,
@@ -109,7 +94,7 @@ fn run(rate: usize, channels: usize, per_channel: bool) -> Counts {
         "audio/x-raw,format=S16LE,layout=interleaved,rate={rate},channels={channels}"
     ));
     let buffer_ms = 20;
-    let audio = speechy_s16(rate, channels, 20);
+    let audio = signals::speechy_s16(rate, channels, 20);
     let chunk = rate * channels * 2 * buffer_ms / 1000;
     let mut counts = Counts {
         plain: Vec::new(),

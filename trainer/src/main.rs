@@ -30,6 +30,11 @@ TRAIN OPTIONS:
   --lr X                 initial learning rate (AdamW) [default: 0.002]
   --window SECONDS       model window [default: 2.0]
   --channels A,B,..      conv block widths [default: 48,64,80,96]
+  --weight-average D     per-batch decay of the weight average that is validated
+                         and exported; 0 = raw weights [default: 0.998]
+  --no-refit             export the model chosen on validation instead of
+                         retraining on training + validation speakers for the
+                         chosen number of epochs
   --no-eval              skip the held-out test evaluation
 
 EVAL OPTIONS:
@@ -121,6 +126,8 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
                     })
                     .collect::<Result<_>>()?;
             }
+            Long("weight-average") => o.weight_average_decay = parser.value()?.parse()?,
+            Long("no-refit") => o.refit = false,
             Long("no-eval") => o.evaluate = false,
             Long("help") | Short('h') => {
                 print!("{USAGE}");

@@ -13,6 +13,16 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+/// The fields every metrics object carries in the evaluation JSON (the names
+/// the issue and the report use).
+pub const METRIC_KEYS: [&str; 5] = [
+    "n",
+    "accuracy",
+    "unweighted_accuracy",
+    "macro_f1",
+    "confusion",
+];
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Metrics {
     pub n: usize,
@@ -298,13 +308,7 @@ mod tests {
         assert_eq!((e.n, e.accuracy, e.unweighted_accuracy), (0, 0.0, 0.0));
         // Serialises with the field names the report and the issue use.
         let j = serde_json::to_value(&m).unwrap();
-        for key in [
-            "n",
-            "accuracy",
-            "unweighted_accuracy",
-            "macro_f1",
-            "confusion",
-        ] {
+        for key in METRIC_KEYS {
             assert!(j.get(key).is_some(), "{key}");
         }
     }

@@ -39,6 +39,11 @@ pub struct TrainOptions {
     pub learning_rate: f64,
     pub window_seconds: f64,
     pub channels: Vec<usize>,
+    /// See `TrainConfig::weight_average_decay`.
+    pub weight_average_decay: f64,
+    /// After choosing the epoch count on validation, train again on training
+    /// and validation speakers together for that many epochs.
+    pub refit: bool,
     /// Corpora whose validation speakers are moved into training (corpora
     /// with too few speakers to spare one for validation: SAVEE has three).
     pub val_into_train: Vec<String>,
@@ -59,6 +64,8 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             window_seconds: 2.0,
             channels: vec![48, 64, 80, 96],
+            weight_average_decay: 0.998,
+            refit: true,
             val_into_train: vec!["savee".into()],
             evaluate: true,
         }
@@ -271,6 +278,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         o.copies + 1,
         val_set.len()
     );
+    let plain_features = features.clone();
     let (mean, std) = train::feature_stats(&features, &train_set, window_frames);
     features.mean = mean;
     features.std = std;
@@ -294,34 +302,57 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         short_window_fraction: 0.25,
         freq_mask: 8,
         time_mask: 10,
+        weight_average_decay: o.weight_average_decay,
+        fixed_schedule: None,
         net: net.clone(),
     };
     let t = Instant::now();
-    let outcome = train::train(&cfg, &features, &train_set, &val_set, |log, max| {
-        let elapsed = t.elapsed().as_secs_f64();
-        let eta = elapsed / log.epoch as f64 * (max - log.epoch) as f64;
-        let per: Vec<String> = log
-            .val_ua_per_corpus
-            .iter()
-            .map(|(c, ua)| format!("{c} {:.3}", ua))
-            .collect();
-        eprintln!(
-            "epoch {:>3}/{max}  loss {:.4}  train acc {:.3}  val UA {:.3} ({})  lr {:.1e}  {:.0} s  ETA <= {:.0} s",
-            log.epoch,
-            log.loss,
-            log.train_accuracy,
-            log.val_ua,
-            per.join(", "),
-            log.lr,
-            log.seconds,
-            eta
-        );
-    })?;
-    let train_seconds = t.elapsed().as_secs_f64();
+    let mut outcome = train::train(&cfg, &features, &train_set, &val_set, progress_printer(t))?;
+    let mut train_seconds = t.elapsed().as_secs_f64();
     eprintln!(
         "best epoch {} (val UA {:.3}); training took {train_seconds:.0} s",
         outcome.best_epoch, outcome.best_val_ua
     );
+
+    // Refit: the validation speakers only chose the number of epochs; train
+    // again on them too, with the same learning-rate schedule up to the best
+    // epoch, so the model has heard as many voices as possible. The test
+    // speakers stay unheard.
+    let mut refit = Value::Null;
+    if o.refit && !split.val.is_empty() {
+        let t = Instant::now();
+        let mut combined = prepare(
+            &split.val,
+            &plain_features,
+            o.copies,
+            window_frames,
+            !o.seed,
+        )?;
+        combined.extend(train_set.iter().cloned());
+        let schedule: Vec<f64> = outcome.history[..outcome.best_epoch]
+            .iter()
+            .map(|log| log.lr)
+            .collect();
+        eprintln!(
+            "refit on {} clips (training + validation speakers) for {} epochs",
+            combined.len(),
+            schedule.len()
+        );
+        let refit_cfg = TrainConfig {
+            fixed_schedule: Some(schedule),
+            ..cfg.clone()
+        };
+        let refitted = train::train(&refit_cfg, &features, &combined, &[], progress_printer(t))?;
+        let seconds = t.elapsed().as_secs_f64();
+        train_seconds += seconds;
+        refit = json!({
+            "epochs": refitted.best_epoch,
+            "clips": combined.len(),
+            "seconds": seconds.round(),
+            "history": refitted.history,
+        });
+        outcome.model = refitted.model;
+    }
 
     // Export, then embed the metadata the element needs.
     let graph = export::export_graph(&outcome.model, features.n_features(), window_frames)?;
@@ -336,6 +367,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "macs_per_window": net.macs(window_frames),
         "best_epoch": outcome.best_epoch,
         "best_val_ua": outcome.best_val_ua,
+        "refit": refit,
         "train_seconds": train_seconds.round(),
         "feature_seconds": prep_seconds.round(),
         "augmented_copies": o.copies,
@@ -403,6 +435,28 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         report_md.display()
     );
     Ok(())
+}
+
+/// One progress line per epoch: loss, validation metrics, learning rate, ETA.
+fn progress_printer(started: Instant) -> impl FnMut(&train::EpochLog, usize) {
+    move |log, max| {
+        let elapsed = started.elapsed().as_secs_f64();
+        let eta = elapsed / log.epoch as f64 * (max - log.epoch) as f64;
+        let val = if log.val_ua.is_nan() {
+            "no validation (refit)".to_string()
+        } else {
+            let per: Vec<String> = log
+                .val_ua_per_corpus
+                .iter()
+                .map(|(c, ua)| format!("{c} {ua:.3}"))
+                .collect();
+            format!("val UA {:.3} ({})", log.val_ua, per.join(", "))
+        };
+        eprintln!(
+            "epoch {:>3}/{max}  loss {:.4}  train acc {:.3}  {val}  lr {:.1e}  {:.0} s  ETA <= {eta:.0} s",
+            log.epoch, log.loss, log.train_accuracy, log.lr, log.seconds,
+        );
+    }
 }
 
 pub fn eval_command(
@@ -517,6 +571,17 @@ pub fn render_report(t: &Value, name: &str) -> String {
         t["history"].as_array().map_or(0, Vec::len),
         metric(t, "best_val_ua"),
     );
+    if let Some(epochs) = t["refit"]["epochs"].as_u64() {
+        let _ = writeln!(
+            s,
+            "The exported model is a refit: after the validation speakers chose the number of \
+             epochs, training restarted on training and validation speakers together \
+             ({} clips) for those {epochs} epochs with the same learning-rate schedule. \
+             The test speakers were never trained on. Weights are an exponential moving \
+             average (decay {} per batch).\n",
+            t["refit"]["clips"], t["train_config"]["weight_average_decay"],
+        );
+    }
     let _ = writeln!(s, "## Held-out results\n");
     let _ = writeln!(s, "| set | corpus | clips | accuracy | UA | macro-F1 |");
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");

@@ -112,6 +112,15 @@ pub struct TrainConfig {
     /// Max feature rows / frames zeroed by SpecAugment-style masking.
     pub freq_mask: usize,
     pub time_mask: usize,
+    /// Per-batch decay of the exponential moving average of the weights that
+    /// is validated and exported (0 = the raw weights). The average moves
+    /// less between epochs than the raw weights, so the checkpoint chosen on
+    /// a handful of validation speakers is less a matter of luck.
+    pub weight_average_decay: f64,
+    /// Learning rate of each epoch, for a refit: exactly these epochs run,
+    /// with no early stopping, and the last one is the outcome (validation,
+    /// if any, is only reported).
+    pub fixed_schedule: Option<Vec<f64>>,
     pub net: NetConfig,
 }
 
@@ -403,7 +412,9 @@ pub fn train(
     mut progress: impl FnMut(&EpochLog, usize),
 ) -> Result<TrainOutcome> {
     ensure!(!train.is_empty(), "no training clips");
-    ensure!(!val.is_empty(), "no validation clips");
+    let schedule = cfg.fixed_schedule.as_deref();
+    ensure!(!val.is_empty() || schedule.is_some(), "no validation clips");
+    let max_epochs = schedule.map_or(cfg.max_epochs, <[f64]>::len);
     let nf = features.n_features();
     ensure!(
         nf == cfg.net.n_features,
@@ -438,6 +449,7 @@ pub fn train(
         *w = acc;
     }
 
+    let mut average = WeightAverage::new(cfg.weight_average_decay);
     let mut lr = cfg.learning_rate;
     let mut best: Option<(EmotionCnn, usize, f32)> = None;
     let mut since_best = 0;
@@ -448,7 +460,10 @@ pub fn train(
         .max(MIN_MODEL_FRAMES)
         .min(cfg.window_frames);
 
-    for epoch in 1..=cfg.max_epochs {
+    for epoch in 1..=max_epochs {
+        if let Some(schedule) = schedule {
+            lr = schedule[epoch - 1];
+        }
         let t0 = Instant::now();
         let mut loss_sum = 0f64;
         let mut correct = 0usize;
@@ -488,18 +503,23 @@ pub fn train(
             loss_sum += f64::from(loss_value);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
+            average.update(&model);
         }
 
-        let inference = model.valid();
-        let preds = predict_clips(
-            &inference,
-            features,
-            val,
-            cfg.window_frames,
-            cfg.hop_frames,
-            n_labels,
-        );
-        let (val_ua, per_corpus) = validation_ua(val, &preds, n_labels);
+        let inference = average.apply(model.valid());
+        let (val_ua, per_corpus) = if val.is_empty() {
+            (f32::NAN, Vec::new())
+        } else {
+            let preds = predict_clips(
+                &inference,
+                features,
+                val,
+                cfg.window_frames,
+                cfg.hop_frames,
+                n_labels,
+            );
+            validation_ua(val, &preds, n_labels)
+        };
         let log = EpochLog {
             epoch,
             loss: (loss_sum / n_batches as f64) as f32,
@@ -509,10 +529,12 @@ pub fn train(
             lr,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        progress(&log, cfg.max_epochs);
+        progress(&log, max_epochs);
         history.push(log);
 
-        if best.as_ref().is_none_or(|b| val_ua > b.2) {
+        if schedule.is_some() {
+            best = Some((inference, epoch, val_ua));
+        } else if best.as_ref().is_none_or(|b| val_ua > b.2) {
             best = Some((inference, epoch, val_ua));
             since_best = 0;
             since_lr = 0;
@@ -535,6 +557,94 @@ pub fn train(
         best_val_ua,
         history,
     })
+}
+
+/// Exponential moving average of every float tensor of a module: weights and
+/// batch-norm statistics alike, in the module's visiting order.
+pub struct WeightAverage {
+    decay: f32,
+    values: Vec<Vec<f32>>,
+}
+
+impl WeightAverage {
+    pub fn new(decay: f64) -> Self {
+        Self {
+            decay: decay.clamp(0.0, 1.0) as f32,
+            values: Vec::new(),
+        }
+    }
+
+    /// Folds the module's current tensors into the average (the first call
+    /// starts it at them).
+    pub fn update<M: Module>(&mut self, module: &M) {
+        if self.decay == 0.0 {
+            return;
+        }
+        let current = float_tensors(module);
+        if self.values.is_empty() {
+            self.values = current;
+            return;
+        }
+        let d = self.decay;
+        for (avg, now) in self.values.iter_mut().zip(&current) {
+            for (a, x) in avg.iter_mut().zip(now) {
+                *a = d * *a + (1.0 - d) * x;
+            }
+        }
+    }
+
+    /// `module` with its tensors replaced by the average (unchanged before
+    /// the first update or with decay 0).
+    pub fn apply<M: Module>(&self, module: M) -> M {
+        if self.values.is_empty() {
+            return module;
+        }
+        module.map(&mut ReplaceFloats {
+            values: &self.values,
+            next: 0,
+        })
+    }
+}
+
+/// Every float tensor of `module` (weights and running statistics), flattened,
+/// in visiting order.
+pub fn float_tensors<M: Module>(module: &M) -> Vec<Vec<f32>> {
+    let mut collect = CollectFloats(Vec::new());
+    module.visit(&mut collect);
+    collect.0
+}
+
+struct CollectFloats(Vec<Vec<f32>>);
+
+impl burn::module::ModuleVisitor for CollectFloats {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let data = param.val().into_data().convert::<f32>();
+        self.0.push(data.try_into_vec::<f32>().unwrap_or_default());
+    }
+}
+
+struct ReplaceFloats<'a> {
+    values: &'a [Vec<f32>],
+    next: usize,
+}
+
+impl burn::module::ModuleMapper for ReplaceFloats<'_> {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let Some(values) = self.values.get(self.next) else {
+            return param;
+        };
+        self.next += 1;
+        param.map(|t| {
+            let shape = t.shape();
+            if values.len() != shape.num_elements() {
+                return t;
+            }
+            Tensor::from_data(TensorData::new(values.clone(), shape), &t.device())
+        })
+    }
 }
 
 /// SpecAugment-style masking of one channels-first window: one band of up to
@@ -574,6 +684,33 @@ pub fn par_map<T: Sync, U: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_average_is_the_exponential_mean_of_every_tensor() {
+        let device = Device::flex();
+        let mut net = NetConfig::new(6, 4);
+        net.channels = vec![4, 4];
+        let a = net.init(&device);
+        let b = net.init(&device);
+        let (fa, fb) = (float_tensors(&a), float_tensors(&b));
+        // Weights, biases and both batch-norm statistics of each block.
+        assert!(fa.len() >= 2 * 4 + 2, "{} tensors", fa.len());
+        assert_ne!(fa, fb, "two initialisations differ");
+
+        let mut average = WeightAverage::new(0.75);
+        average.update(&a);
+        average.update(&b);
+        let applied = float_tensors(&average.apply(a.clone()));
+        for ((got, x), y) in applied.iter().zip(&fa).zip(&fb) {
+            for ((g, x), y) in got.iter().zip(x).zip(y) {
+                assert!((g - (0.75 * x + 0.25 * y)).abs() < 1e-6, "{g} vs {x}, {y}");
+            }
+        }
+        // Decay 0 keeps the raw weights.
+        let mut raw = WeightAverage::new(0.0);
+        raw.update(&a);
+        assert_eq!(float_tensors(&raw.apply(b.clone())), fb);
+    }
 
     #[test]
     fn windows_follow_the_element() {

@@ -59,13 +59,7 @@ fn silent_clips_count_as_errors_and_outputs_are_written() {
         serde_json::from_str(&std::fs::read_to_string(&opts.json_out).unwrap()).unwrap();
     assert_eq!(json["telephony"], true);
     assert_eq!(json["labels"].as_array().unwrap().len(), 4);
-    for key in [
-        "n",
-        "accuracy",
-        "unweighted_accuracy",
-        "macro_f1",
-        "confusion",
-    ] {
+    for key in seremotion_trainer::metrics::METRIC_KEYS {
         assert!(json["overall"].get(key).is_some(), "{key}");
         assert!(json["per_corpus"]["synthetic"].get(key).is_some(), "{key}");
     }
