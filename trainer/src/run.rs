@@ -39,6 +39,9 @@ pub struct TrainOptions {
     pub learning_rate: f64,
     pub window_seconds: f64,
     pub channels: Vec<usize>,
+    /// Upper edge of the mel filterbank in Hz (default: the trainer's
+    /// feature configuration).
+    pub fmax: Option<f32>,
     /// See `TrainConfig::weight_average_decay`.
     pub weight_average_decay: f64,
     /// After choosing the epoch count on validation, train again on training
@@ -64,6 +67,7 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             window_seconds: 2.0,
             channels: vec![48, 64, 80, 96],
+            fmax: None,
             weight_average_decay: 0.998,
             refit: true,
             val_into_train: vec!["savee".into()],
@@ -262,6 +266,16 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     );
 
     let mut features = feature_config();
+    if let Some(fmax) = o.fmax {
+        if !(fmax > features.fmin && fmax <= features.sample_rate as f32 / 2.0) {
+            bail!(
+                "--fmax {fmax}: must lie between fmin ({} Hz) and half the sample rate ({} Hz)",
+                features.fmin,
+                features.sample_rate / 2
+            );
+        }
+        features.fmax = fmax;
+    }
     let window_frames =
         features.frames_in((o.window_seconds * f64::from(features.sample_rate)).round() as usize);
     let hop_frames = gstseremotion::analysis::seconds_to_frames(
