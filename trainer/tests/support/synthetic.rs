@@ -1,0 +1,83 @@
+//! Synthetic "emotions" for trainer tests and benches (included with
+//! `#[path]`): tones whose pitch and tremolo differ per class, and a small,
+//! fast training configuration.
+
+#![allow(dead_code)]
+
+use gstseremotion::features::FeatureConfig;
+use seremotion_trainer::net::NetConfig;
+use seremotion_trainer::train::feature_config;
+use seremotion_trainer::train::{self, ClipFeatures, TrainConfig, Utterance};
+
+/// 1.2 s of a class-specific signal: base pitch and tremolo rate per class.
+pub fn synthetic(label: usize, variant: usize) -> Vec<f32> {
+    let sr = 16000.0;
+    let f0 = [120.0, 220.0, 90.0, 300.0][label] * (1.0 + 0.03 * variant as f32);
+    let trem = [2.0, 6.0, 1.0, 9.0][label];
+    (0..19200)
+        .map(|i| {
+            let t = i as f32 / sr;
+            let env = 0.3 * (0.6 + 0.4 * (std::f32::consts::TAU * trem * t).sin());
+            let mut x = 0.0;
+            for h in 1..6 {
+                x += (std::f32::consts::TAU * f0 * h as f32 * t).sin() / h as f32;
+            }
+            env * x
+        })
+        .collect()
+}
+
+pub fn clips(cfg: &FeatureConfig, variants: std::ops::Range<usize>) -> Vec<ClipFeatures> {
+    let mut out = Vec::new();
+    for label in 0..4 {
+        for v in variants.clone() {
+            out.push(ClipFeatures {
+                label,
+                corpus: "synthetic".into(),
+                versions: vec![Utterance::from_audio(cfg, &synthetic(label, v)).expect("features")],
+            });
+        }
+    }
+    out
+}
+
+/// Feature configuration carrying the statistics of `train_set`.
+pub fn normalised_features(train_set: &[ClipFeatures], window_frames: usize) -> FeatureConfig {
+    let mut features = feature_config();
+    let (mean, std) = train::feature_stats(&features, train_set, window_frames);
+    features.mean = mean;
+    features.std = std;
+    features
+}
+
+/// A small, fast run: no regularisation, no augmentation, no averaging.
+pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
+    TrainConfig {
+        seed: 1,
+        max_epochs: 6,
+        batch_size: 8,
+        samples_per_epoch: 32,
+        learning_rate: 1e-2,
+        weight_decay: 0.0,
+        label_smoothing: 0.0,
+        early_stop_patience: 100,
+        lr_patience: 100,
+        lr_factor: 0.5,
+        min_lr: 1e-5,
+        window_frames,
+        hop_frames: 20,
+        short_window_fraction: 0.0,
+        freq_mask: 0,
+        time_mask: 0,
+        weight_average_decay: 0.0,
+        fixed_schedule: None,
+        net,
+    }
+}
+
+pub fn small_net(features: &FeatureConfig) -> NetConfig {
+    let mut net = NetConfig::new(features.n_features(), 4);
+    net.channels = vec![8, 8];
+    net.dropout = 0.0;
+    net
+}
