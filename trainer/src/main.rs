@@ -30,8 +30,8 @@ TRAIN OPTIONS:
   --lr X                 initial learning rate (AdamW) [default: 0.002]
   --window SECONDS       model window [default: 2.0]
   --channels A,B,..      conv block widths [default: 48,64,80,96]
-  --fmax HZ              upper edge of the mel filterbank, e.g. 4000 for a
-                         telephone-band model [default: 8000]
+  --fmin HZ, --fmax HZ   edges of the mel filterbank, e.g. 300 and 3400 for a
+                         telephone-band model [default: 20, 8000]
   --weight-average D     per-batch decay of the weight average that is validated
                          and exported; 0 = raw weights [default: 0.998]
   --no-refit             export the model chosen on validation instead of
@@ -128,6 +128,7 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
                     })
                     .collect::<Result<_>>()?;
             }
+            Long("fmin") => o.fmin = Some(parser.value()?.parse()?),
             Long("fmax") => o.fmax = Some(parser.value()?.parse()?),
             Long("weight-average") => o.weight_average_decay = parser.value()?.parse()?,
             Long("no-refit") => o.refit = false,

@@ -42,6 +42,8 @@ pub struct TrainOptions {
     /// Upper edge of the mel filterbank in Hz (default: the trainer's
     /// feature configuration).
     pub fmax: Option<f32>,
+    /// Lower edge of the mel filterbank in Hz.
+    pub fmin: Option<f32>,
     /// See `TrainConfig::weight_average_decay`.
     pub weight_average_decay: f64,
     /// After choosing the epoch count on validation, train again on training
@@ -68,6 +70,7 @@ impl Default for TrainOptions {
             window_seconds: 2.0,
             channels: vec![48, 64, 80, 96],
             fmax: None,
+            fmin: None,
             weight_average_decay: 0.998,
             refit: true,
             val_into_train: vec!["savee".into()],
@@ -266,15 +269,15 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     );
 
     let mut features = feature_config();
-    if let Some(fmax) = o.fmax {
-        if !(fmax > features.fmin && fmax <= features.sample_rate as f32 / 2.0) {
-            bail!(
-                "--fmax {fmax}: must lie between fmin ({} Hz) and half the sample rate ({} Hz)",
-                features.fmin,
-                features.sample_rate / 2
-            );
-        }
-        features.fmax = fmax;
+    features.fmin = o.fmin.unwrap_or(features.fmin);
+    features.fmax = o.fmax.unwrap_or(features.fmax);
+    let nyquist = features.sample_rate as f32 / 2.0;
+    if !(features.fmin >= 0.0 && features.fmin < features.fmax && features.fmax <= nyquist) {
+        bail!(
+            "mel band {}–{} Hz: need 0 <= --fmin < --fmax <= {nyquist} Hz",
+            features.fmin,
+            features.fmax
+        );
     }
     let window_frames =
         features.frames_in((o.window_seconds * f64::from(features.sample_rate)).round() as usize);
