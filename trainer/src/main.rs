@@ -32,11 +32,11 @@ TRAIN OPTIONS:
   --channels A,B,..      conv block widths [default: 48,64,80,96]
   --fmin HZ, --fmax HZ   edges of the mel filterbank, e.g. 300 and 3400 for a
                          telephone-band model [default: 20, 8000]
-  --weight-average D     per-batch decay of the weight average that is validated
-                         and exported; 0 = raw weights [default: 0.998]
-  --no-refit             export the model chosen on validation instead of
-                         retraining on training + validation speakers for the
-                         chosen number of epochs
+  --weight-average D     per-batch decay of an exponential weight average that is
+                         validated and exported, e.g. 0.998; 0 = raw weights [default: 0]
+  --refit                after choosing the epoch count on validation, train
+                         again on training + validation speakers for that many
+                         epochs and export that model
   --no-eval              skip the held-out test evaluation
 
 EVAL OPTIONS:
@@ -131,7 +131,7 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
             Long("fmin") => o.fmin = Some(parser.value()?.parse()?),
             Long("fmax") => o.fmax = Some(parser.value()?.parse()?),
             Long("weight-average") => o.weight_average_decay = parser.value()?.parse()?,
-            Long("no-refit") => o.refit = false,
+            Long("refit") => o.refit = true,
             Long("no-eval") => o.evaluate = false,
             Long("help") | Short('h') => {
                 print!("{USAGE}");

@@ -71,8 +71,8 @@ impl Default for TrainOptions {
             channels: vec![48, 64, 80, 96],
             fmax: None,
             fmin: None,
-            weight_average_decay: 0.998,
-            refit: true,
+            weight_average_decay: 0.0,
+            refit: false,
             val_into_train: vec!["savee".into()],
             evaluate: true,
         }
@@ -594,9 +594,18 @@ pub fn render_report(t: &Value, name: &str) -> String {
             "The exported model is a refit: after the validation speakers chose the number of \
              epochs, training restarted on training and validation speakers together \
              ({} clips) for those {epochs} epochs with the same learning-rate schedule. \
-             The test speakers were never trained on. Weights are an exponential moving \
-             average (decay {} per batch).\n",
-            t["refit"]["clips"], t["train_config"]["weight_average_decay"],
+             The test speakers were never trained on.\n",
+            t["refit"]["clips"],
+        );
+    }
+    if let Some(decay) = t["train_config"]["weight_average_decay"]
+        .as_f64()
+        .filter(|&d| d > 0.0)
+    {
+        let _ = writeln!(
+            s,
+            "Validated and exported weights are an exponential moving average \
+             (decay {decay} per batch).\n"
         );
     }
     let _ = writeln!(s, "## Held-out results\n");
