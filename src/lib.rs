@@ -8,6 +8,7 @@ use gst::glib;
 
 pub mod analysis;
 pub mod features;
+pub mod memory;
 pub mod model;
 pub mod resample;
 mod seremotion;

@@ -242,7 +242,9 @@ pub fn runtime() -> Result<&'static ort::environment::Environment, ModelError> {
                 match ort::init_from(&candidate) {
                     Ok(builder) => {
                         let builder = builder.with_name("seremotion").with_telemetry(false);
-                        return builder.build().map_err(|e| ModelError::RuntimeNotFound {
+                        let environment = builder.build();
+                        crate::memory::release_runtime_start_up_pages();
+                        return environment.map_err(|e| ModelError::RuntimeNotFound {
                             tried: tried.clone(),
                             cause: format!("{e:?}"),
                         });
@@ -398,6 +400,7 @@ impl Model {
         let window_frames =
             fixed_frames.unwrap_or_else(|| metadata.features.frames_in(window_samples));
 
+        crate::memory::release_runtime_start_up_pages();
         Ok(Model {
             origin,
             metadata,
