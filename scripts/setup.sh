@@ -58,8 +58,10 @@ if [ -z "$ort_lib" ]; then
 fi
 [ -f "$ort_lib" ] || die "libonnxruntime.so.$ort_version not found in $venv"
 # A copy outside the clone keeps an installed plugin working if the clone moves.
+# `install` writes a new file rather than over the old one, which pipelines
+# that are running may have mapped.
 mkdir -p "$ort_dir"
-cmp -s "$ort_lib" "$ort_dir/$(basename "$ort_lib")" || cp "$ort_lib" "$ort_dir/"
+cmp -s "$ort_lib" "$ort_dir/$(basename "$ort_lib")" || install -m 0755 "$ort_lib" "$ort_dir/"
 
 # --- Build and install the plugin ----------------------------------------------
 say "building the plugin ($profile)"
