@@ -34,6 +34,9 @@ TRAIN OPTIONS:
                          telephone-band model [default: 20, 8000]
   --weight-average D     per-batch decay of an exponential weight average that is
                          validated and exported, e.g. 0.998; 0 = raw weights [default: 0]
+  --mixup ALPHA          blend each batch with a shuffled copy of itself (and the
+                         labels alike), weight ~ Beta(ALPHA, ALPHA), e.g. 0.2;
+                         0 = off [default: 0]
   --refit                after choosing the epoch count on validation, train
                          again on training + validation speakers for that many
                          epochs and export that model
@@ -131,6 +134,7 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
             Long("fmin") => o.fmin = Some(parser.value()?.parse()?),
             Long("fmax") => o.fmax = Some(parser.value()?.parse()?),
             Long("weight-average") => o.weight_average_decay = parser.value()?.parse()?,
+            Long("mixup") => o.mixup_alpha = parser.value()?.parse()?,
             Long("refit") => o.refit = true,
             Long("no-eval") => o.evaluate = false,
             Long("help") | Short('h') => {

@@ -46,6 +46,8 @@ pub struct TrainOptions {
     pub fmin: Option<f32>,
     /// See `TrainConfig::weight_average_decay`.
     pub weight_average_decay: f64,
+    /// See `TrainConfig::mixup_alpha`.
+    pub mixup_alpha: f64,
     /// After choosing the epoch count on validation, train again on training
     /// and validation speakers together for that many epochs.
     pub refit: bool,
@@ -72,6 +74,7 @@ impl Default for TrainOptions {
             fmax: None,
             fmin: None,
             weight_average_decay: 0.0,
+            mixup_alpha: 0.0,
             refit: false,
             val_into_train: vec!["savee".into()],
             evaluate: true,
@@ -320,6 +323,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         freq_mask: 8,
         time_mask: 10,
         weight_average_decay: o.weight_average_decay,
+        mixup_alpha: o.mixup_alpha,
         fixed_schedule: None,
         net: net.clone(),
     };
@@ -606,6 +610,16 @@ pub fn render_report(t: &Value, name: &str) -> String {
             s,
             "Validated and exported weights are an exponential moving average \
              (decay {decay} per batch).\n"
+        );
+    }
+    if let Some(alpha) = t["train_config"]["mixup_alpha"]
+        .as_f64()
+        .filter(|&a| a > 0.0)
+    {
+        let _ = writeln!(
+            s,
+            "Trained with mixup: each batch blended with a shuffled copy of itself, \
+             weight ~ Beta({alpha}, {alpha}), labels blended alike.\n"
         );
     }
     let _ = writeln!(s, "## Held-out results\n");

@@ -20,6 +20,7 @@ use gstseremotion::analysis::{
 };
 use gstseremotion::features::{self, FeatureConfig, FeatureKind, WindowNormalization};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -117,6 +118,11 @@ pub struct TrainConfig {
     /// less between epochs than the raw weights, so the checkpoint chosen on
     /// a handful of validation speakers is less a matter of luck.
     pub weight_average_decay: f64,
+    /// Mixup strength: each batch is blended with a shuffled copy of itself
+    /// with weight lambda ~ Beta(alpha, alpha), and the loss blends both
+    /// labels the same way (0 = off). Training on in-between windows smooths
+    /// the decision boundaries, which may help on unheard speakers.
+    pub mixup_alpha: f64,
     /// Learning rate of each epoch, for a refit: exactly these epochs run,
     /// with no early stopping, and the last one is the outcome (validation,
     /// if any, is only reported).
@@ -485,6 +491,9 @@ pub fn train(
                 spec_augment(out, nf, len, cfg.freq_mask, cfg.time_mask, &mut rng);
                 labels.push(clip.label as i64);
             }
+            // Off (alpha 0) draws nothing from `rng`, so the default recipe
+            // still reproduces its model bit for bit.
+            let mix = mixup(&mut input, nf * len, cfg.mixup_alpha, &mut rng);
             let x = Tensor::<3>::from_data(TensorData::new(input, [b, nf, len]), &device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &device);
             let logits = model.forward(x);
@@ -496,9 +505,29 @@ pub fn train(
                 .convert::<i64>()
                 .try_into_vec::<i64>()
                 .unwrap_or_default();
-            correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            // Under mixup a window counts as right when it gets the label of
+            // the larger share.
+            let dominant: Vec<i64> = match &mix {
+                Some((lambda, partner)) if *lambda < 0.5 => {
+                    partner.iter().map(|&j| labels[j]).collect()
+                }
+                _ => labels.clone(),
+            };
+            correct += pred.iter().zip(&dominant).filter(|(p, l)| p == l).count();
             seen += b;
-            let loss = loss_fn.forward(logits, y);
+            let loss = match mix {
+                None => loss_fn.forward(logits, y),
+                // CE is linear in the target distribution, so blending the
+                // two (label-smoothed) losses is CE against the blended labels.
+                Some((lambda, partner)) => {
+                    let partner_labels: Vec<i64> = partner.iter().map(|&j| labels[j]).collect();
+                    let y_b =
+                        Tensor::<1, Int>::from_data(TensorData::new(partner_labels, [b]), &device);
+                    let lambda = f64::from(lambda);
+                    loss_fn.forward(logits.clone(), y).mul_scalar(lambda)
+                        + loss_fn.forward(logits, y_b).mul_scalar(1.0 - lambda)
+                }
+            };
             let loss_value: f32 = loss.clone().detach().into_scalar::<f32>();
             loss_sum += f64::from(loss_value);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -673,6 +702,65 @@ fn spec_augment(
     }
 }
 
+/// Mixup of a batch of equal-sized windows (`window` values each), in place:
+/// window i becomes `lambda * x_i + (1 - lambda) * x_partner[i]` with one
+/// lambda ~ Beta(alpha, alpha) per batch and `partner` a random permutation.
+/// Returns `(lambda, partner)`, or `None` (batch untouched, no random draws)
+/// when `alpha <= 0`.
+pub fn mixup(
+    batch: &mut [f32],
+    window: usize,
+    alpha: f64,
+    rng: &mut StdRng,
+) -> Option<(f32, Vec<usize>)> {
+    if alpha <= 0.0 || window == 0 {
+        return None;
+    }
+    let lambda = beta(alpha, rng) as f32;
+    let mut partner: Vec<usize> = (0..batch.len() / window).collect();
+    partner.shuffle(rng);
+    let original = batch.to_vec();
+    for (out, &j) in batch.chunks_exact_mut(window).zip(&partner) {
+        let other = &original[j * window..(j + 1) * window];
+        for (x, y) in out.iter_mut().zip(other) {
+            *x = lambda * *x + (1.0 - lambda) * y;
+        }
+    }
+    Some((lambda, partner))
+}
+
+/// Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha, 1): no
+/// distribution crate needed (rand_distr's current release wants rand 0.10).
+fn beta(alpha: f64, rng: &mut StdRng) -> f64 {
+    let x = gamma(alpha, rng);
+    let y = gamma(alpha, rng);
+    if x + y > 0.0 { x / (x + y) } else { 0.5 }
+}
+
+/// Gamma(shape, 1) by Marsaglia and Tsang; shapes below 1 (mixup's usual
+/// 0.1–0.4) via Gamma(shape + 1) * U^(1 / shape).
+fn gamma(shape: f64, rng: &mut StdRng) -> f64 {
+    if shape < 1.0 {
+        let u: f64 = rng.random::<f64>();
+        return gamma(shape + 1.0, rng) * u.powf(1.0 / shape);
+    }
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        // Standard normal by Box–Muller (1 - U keeps the log finite).
+        let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let v = (1.0 + c * z).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u: f64 = 1.0 - rng.random::<f64>();
+        if u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
+}
+
 /// Runs `f` over `items` on all cores, keeping order; the first error wins.
 pub fn par_map<T: Sync, U: Send>(
     items: &[T],
@@ -710,6 +798,49 @@ mod tests {
         let mut raw = WeightAverage::new(0.0);
         raw.update(&a);
         assert_eq!(float_tensors(&raw.apply(b.clone())), fb);
+    }
+
+    #[test]
+    fn mixup_blends_each_window_with_a_partner() {
+        let (b, window) = (6, 5);
+        let batch: Vec<f32> = (0..b * window).map(|i| i as f32 * 0.37 - 3.0).collect();
+
+        // Off: nothing changes and the generator is not advanced.
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut off = batch.clone();
+        assert!(mixup(&mut off, window, 0.0, &mut rng).is_none());
+        assert_eq!(off, batch);
+        assert_eq!(
+            rng.random::<u64>(),
+            StdRng::seed_from_u64(3).random::<u64>()
+        );
+
+        let mut lambdas = Vec::new();
+        for seed in 0..200 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut mixed = batch.clone();
+            let (lambda, partner) = mixup(&mut mixed, window, 0.2, &mut rng).expect("mixup on");
+            assert!((0.0..=1.0).contains(&lambda), "lambda {lambda}");
+            let mut sorted = partner.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..b).collect::<Vec<_>>(), "a permutation");
+            for (i, &j) in partner.iter().enumerate() {
+                for k in 0..window {
+                    let want =
+                        lambda * batch[i * window + k] + (1.0 - lambda) * batch[j * window + k];
+                    assert!((mixed[i * window + k] - want).abs() < 1e-5);
+                }
+            }
+            lambdas.push(f64::from(lambda));
+        }
+        // Beta(0.2, 0.2) is U-shaped, symmetric about 1/2: mostly near 0 or 1.
+        let mean = lambdas.iter().sum::<f64>() / lambdas.len() as f64;
+        assert!((mean - 0.5).abs() < 0.1, "mean lambda {mean}");
+        let extreme = lambdas
+            .iter()
+            .filter(|&&l| !(0.1..=0.9).contains(&l))
+            .count();
+        assert!(extreme > lambdas.len() / 2, "{extreme} of 200 near 0 or 1");
     }
 
     #[test]

@@ -82,3 +82,29 @@ fn the_same_seed_trains_the_same_model() {
     let (other_losses, _) = run(6);
     assert_ne!(losses, other_losses, "another seed draws other batches");
 }
+
+#[test]
+fn mixup_trains_on_blended_batches() {
+    let window_frames = 40;
+    let train_set = clips(&feature_config(), 0..3);
+    let val_set = clips(&feature_config(), 3..4);
+    let features = normalised_features(&train_set, window_frames);
+    let run = |mixup_alpha| {
+        let cfg = TrainConfig {
+            mixup_alpha,
+            label_smoothing: 0.05,
+            ..small_config(small_net(&features), window_frames)
+        };
+        train::train(&cfg, &features, &train_set, &val_set, |_, _| {}).expect("run")
+    };
+    let plain = run(0.0);
+    let mixed = run(0.4);
+    let losses = |o: &train::TrainOutcome| o.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    assert!(losses(&mixed).iter().all(|l| l.is_finite()));
+    assert_ne!(losses(&plain), losses(&mixed), "mixup changes the batches");
+    assert!(
+        mixed.best_val_ua > 0.4,
+        "validation UA {} not above chance (0.25)",
+        mixed.best_val_ua
+    );
+}

@@ -70,6 +70,7 @@ pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
         freq_mask: 0,
         time_mask: 0,
         weight_average_decay: 0.0,
+        mixup_alpha: 0.0,
         fixed_schedule: None,
         net,
     }
