@@ -33,7 +33,7 @@ TRAIN OPTIONS:
   --fmin HZ, --fmax HZ   edges of the mel filterbank, e.g. 300 and 3400 for a
                          telephone-band model [default: 20, 8000]
   --weight-average D     per-batch decay of an exponential weight average that is
-                         validated and exported, e.g. 0.998; 0 = raw weights [default: 0]
+                         validated and exported; 0 = raw weights [default: 0.998]
   --mixup ALPHA          blend each batch with a shuffled copy of itself (and the
                          labels alike), weight ~ Beta(ALPHA, ALPHA), e.g. 0.2;
                          0 = off [default: 0]
