@@ -493,7 +493,11 @@ pub fn train(
             }
             // Off (alpha 0) draws nothing from `rng`, so the default recipe
             // still reproduces its model bit for bit.
-            let mix = mixup(&mut input, nf * len, cfg.mixup_alpha, &mut rng);
+            let mix =
+                mixup(&mut input, nf * len, cfg.mixup_alpha, &mut rng).map(|(lambda, partner)| {
+                    let partner_labels: Vec<i64> = partner.iter().map(|&j| labels[j]).collect();
+                    (lambda, partner_labels)
+                });
             let x = Tensor::<3>::from_data(TensorData::new(input, [b, nf, len]), &device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &device);
             let logits = model.forward(x);
@@ -507,20 +511,17 @@ pub fn train(
                 .unwrap_or_default();
             // Under mixup a window counts as right when it gets the label of
             // the larger share.
-            let dominant: Vec<i64> = match &mix {
-                Some((lambda, partner)) if *lambda < 0.5 => {
-                    partner.iter().map(|&j| labels[j]).collect()
-                }
-                _ => labels.clone(),
+            let dominant = match &mix {
+                Some((lambda, partner_labels)) if *lambda < 0.5 => partner_labels,
+                _ => &labels,
             };
-            correct += pred.iter().zip(&dominant).filter(|(p, l)| p == l).count();
+            correct += pred.iter().zip(dominant).filter(|(p, l)| p == l).count();
             seen += b;
             let loss = match mix {
                 None => loss_fn.forward(logits, y),
                 // CE is linear in the target distribution, so blending the
                 // two (label-smoothed) losses is CE against the blended labels.
-                Some((lambda, partner)) => {
-                    let partner_labels: Vec<i64> = partner.iter().map(|&j| labels[j]).collect();
+                Some((lambda, partner_labels)) => {
                     let y_b =
                         Tensor::<1, Int>::from_data(TensorData::new(partner_labels, [b]), &device);
                     let lambda = f64::from(lambda);
