@@ -8,7 +8,7 @@
 //! and fault back the few it uses from the page cache. Measured on one
 //! `filesrc ! decodebin ! audioconvert ! seremotion ! fakesink` pipeline:
 //! ONNX Runtime's resident code goes from 17.5 MB to 6.4 MB and the
-//! pipeline's peak RSS from 46 MB to 37 MB (README, "Memory").
+//! pipeline's peak RSS from 44.7 MB to about 36 MB (README, "Memory").
 
 /// One mapping of a file in this process, from `/proc/self/smaps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
