@@ -9,15 +9,15 @@ use burn::prelude::*;
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use onnx_ir::{Message, ModelProto};
 
-use crate::net::EmotionCnn;
+use crate::net::Ensemble;
 
 pub const INPUT_NAME: &str = "features";
 pub const OUTPUT_NAME: &str = "logits";
 
-/// Traces `model` (in inference mode) and returns the serialized ONNX graph
+/// Traces `model` (in inference mode; one member or several) and returns the serialized ONNX graph
 /// with the contract's tensor names and symbolic `batch`/`frames` axes; no
 /// metadata yet.
-pub fn export_graph(model: &EmotionCnn, n_features: usize, n_frames: usize) -> Result<Vec<u8>> {
+pub fn export_graph(model: &Ensemble, n_features: usize, n_frames: usize) -> Result<Vec<u8>> {
     let device = Device::flex();
     // Inference mode: BN uses running statistics, dropout is the identity.
     let model = model.valid().to_device(&device);
@@ -32,7 +32,7 @@ pub fn export_graph(model: &EmotionCnn, n_features: usize, n_frames: usize) -> R
         AxisSpec::dynamic("frames"),
     ])];
     let onnx = OnnxExporter::new()
-        .export_dynamic(&model, sample, validation, &specs, EmotionCnn::forward)
+        .export_dynamic(&model, sample, validation, &specs, Ensemble::forward)
         .map_err(|e| anyhow::anyhow!("burn-onnx export failed: {e:?}"))?;
     rename_io(onnx.as_bytes())
 }

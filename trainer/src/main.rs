@@ -40,6 +40,8 @@ TRAIN OPTIONS:
   --refit                after choosing the epoch count on validation, train
                          again on training + validation speakers for that many
                          epochs and export that model
+  --ensemble N           train N networks from different seeds on the same split
+                         and export their averaged logits as one model [default: 1]
   --no-eval              skip the held-out test evaluation
 
 EVAL OPTIONS:
@@ -136,6 +138,12 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
             Long("weight-average") => o.weight_average_decay = parser.value()?.parse()?,
             Long("mixup") => o.mixup_alpha = parser.value()?.parse()?,
             Long("refit") => o.refit = true,
+            Long("ensemble") => {
+                o.ensemble = parser.value()?.parse()?;
+                if o.ensemble == 0 {
+                    bail!("--ensemble needs at least 1 network");
+                }
+            }
             Long("no-eval") => o.evaluate = false,
             Long("help") | Short('h') => {
                 print!("{USAGE}");

@@ -121,3 +121,46 @@ impl EmotionCnn {
         self.head.forward(self.dropout.forward(x))
     }
 }
+
+/// Networks trained alike from different seeds, exported as one graph whose
+/// logits are the members' mean: its softmax is the normalised geometric mean
+/// of the members' probabilities. Averaging members that each overfit their
+/// own way to a few dozen training voices steadies the answer on new voices.
+#[derive(Module, Debug)]
+pub struct Ensemble {
+    members: Vec<EmotionCnn>,
+}
+
+impl Ensemble {
+    /// # Panics
+    /// If `members` is empty (caller bug).
+    pub fn new(members: Vec<EmotionCnn>) -> Self {
+        assert!(!members.is_empty(), "an ensemble needs a member");
+        Self { members }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// `[batch, n_features, n_frames]` -> mean logits `[batch, n_labels]`. A
+    /// single member is returned as it is, so its graph has no extra nodes.
+    pub fn forward(&self, features: Tensor<3>) -> Tensor<2> {
+        let (first, rest) = self
+            .members
+            .split_first()
+            .expect("Ensemble::new rejects an empty ensemble");
+        let mut sum = first.forward(features.clone());
+        if rest.is_empty() {
+            return sum;
+        }
+        for member in rest {
+            sum = sum + member.forward(features.clone());
+        }
+        sum.div_scalar(self.members.len() as f32)
+    }
+}

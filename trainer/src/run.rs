@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::corpus::{self, Clip, LABELS};
-use crate::net::NetConfig;
+use crate::net::{EmotionCnn, Ensemble, NetConfig};
 use crate::split::{self, SplitConfig};
 use crate::train::{self, ClipFeatures, TrainConfig, Utterance, feature_config};
 use crate::{augment, eval, export};
@@ -51,6 +51,9 @@ pub struct TrainOptions {
     /// After choosing the epoch count on validation, train again on training
     /// and validation speakers together for that many epochs.
     pub refit: bool,
+    /// Networks trained from different seeds and exported as one averaged
+    /// graph (1 = a single network).
+    pub ensemble: usize,
     /// Corpora whose validation speakers are moved into training (corpora
     /// with too few speakers to spare one for validation: SAVEE has three).
     pub val_into_train: Vec<String>,
@@ -78,6 +81,7 @@ impl Default for TrainOptions {
             weight_average_decay: 0.998,
             mixup_alpha: 0.0,
             refit: false,
+            ensemble: 1,
             val_into_train: vec!["savee".into()],
             evaluate: true,
         }
@@ -253,6 +257,67 @@ fn val_into_train(split: &mut split::Split, corpora: &[String]) {
     }
 }
 
+/// Training seed of ensemble member `k`; member 0 keeps the run's seed, so a
+/// one-member ensemble is exactly the single model that seed trains.
+pub fn member_seed(seed: u64, k: usize) -> u64 {
+    seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Trains one network with early stopping on `val` and, given `refit_set`,
+/// trains it again on that set for the chosen number of epochs. Returns the
+/// network to export and its record for the report.
+fn train_member(
+    cfg: &TrainConfig,
+    features: &FeatureConfig,
+    train_set: &[ClipFeatures],
+    val_set: &[ClipFeatures],
+    refit_set: Option<&[ClipFeatures]>,
+) -> Result<(EmotionCnn, Value)> {
+    let t = Instant::now();
+    let outcome = train::train(cfg, features, train_set, val_set, progress_printer(t))?;
+    let mut seconds = t.elapsed().as_secs_f64();
+    eprintln!(
+        "best epoch {} (val UA {:.3}); training took {seconds:.0} s",
+        outcome.best_epoch, outcome.best_val_ua
+    );
+    let mut record = json!({
+        "seed": cfg.seed,
+        "best_epoch": outcome.best_epoch,
+        "best_val_ua": outcome.best_val_ua,
+        "refit": Value::Null,
+        "history": outcome.history,
+    });
+    let Some(combined) = refit_set else {
+        record["seconds"] = json!(seconds.round());
+        return Ok((outcome.model, record));
+    };
+    let schedule: Vec<f64> = outcome.history[..outcome.best_epoch]
+        .iter()
+        .map(|log| log.lr)
+        .collect();
+    eprintln!(
+        "refit on {} clips (training + validation speakers) for {} epochs",
+        combined.len(),
+        schedule.len()
+    );
+    let refit_cfg = TrainConfig {
+        fixed_schedule: Some(schedule),
+        ..cfg.clone()
+    };
+    let t = Instant::now();
+    let refitted = train::train(&refit_cfg, features, combined, &[], progress_printer(t))?;
+    let refit_seconds = t.elapsed().as_secs_f64();
+    seconds += refit_seconds;
+    record["refit"] = json!({
+        "epochs": refitted.best_epoch,
+        "clips": combined.len(),
+        "seconds": refit_seconds.round(),
+        "history": refitted.history,
+    });
+    record["seconds"] = json!(seconds.round());
+    Ok((refitted.model, record))
+}
+
 pub fn train_command(o: &TrainOptions) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
@@ -329,21 +394,11 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         fixed_schedule: None,
         net: net.clone(),
     };
-    let t = Instant::now();
-    let mut outcome = train::train(&cfg, &features, &train_set, &val_set, progress_printer(t))?;
-    let mut train_seconds = t.elapsed().as_secs_f64();
-    eprintln!(
-        "best epoch {} (val UA {:.3}); training took {train_seconds:.0} s",
-        outcome.best_epoch, outcome.best_val_ua
-    );
-
     // Refit: the validation speakers only chose the number of epochs; train
     // again on them too, with the same learning-rate schedule up to the best
     // epoch, so the model has heard as many voices as possible. The test
     // speakers stay unheard.
-    let mut refit = Value::Null;
-    if o.refit && !split.val.is_empty() {
-        let t = Instant::now();
+    let refit_set = if o.refit && !split.val.is_empty() {
         let mut combined = prepare(
             &split.val,
             &plain_features,
@@ -352,33 +407,37 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             !o.seed,
         )?;
         combined.extend(train_set.iter().cloned());
-        let schedule: Vec<f64> = outcome.history[..outcome.best_epoch]
-            .iter()
-            .map(|log| log.lr)
-            .collect();
-        eprintln!(
-            "refit on {} clips (training + validation speakers) for {} epochs",
-            combined.len(),
-            schedule.len()
-        );
-        let refit_cfg = TrainConfig {
-            fixed_schedule: Some(schedule),
+        Some(combined)
+    } else {
+        None
+    };
+    let mut members = Vec::with_capacity(o.ensemble);
+    let mut member_records = Vec::with_capacity(o.ensemble);
+    let mut train_seconds = 0.0;
+    for k in 0..o.ensemble {
+        let seed = member_seed(o.seed, k);
+        if o.ensemble > 1 {
+            eprintln!("ensemble member {}/{} (seed {seed})", k + 1, o.ensemble);
+        }
+        let member_cfg = TrainConfig {
+            seed,
             ..cfg.clone()
         };
-        let refitted = train::train(&refit_cfg, &features, &combined, &[], progress_printer(t))?;
-        let seconds = t.elapsed().as_secs_f64();
-        train_seconds += seconds;
-        refit = json!({
-            "epochs": refitted.best_epoch,
-            "clips": combined.len(),
-            "seconds": seconds.round(),
-            "history": refitted.history,
-        });
-        outcome.model = refitted.model;
+        let (model, record) = train_member(
+            &member_cfg,
+            &features,
+            &train_set,
+            &val_set,
+            refit_set.as_deref(),
+        )?;
+        train_seconds += record["seconds"].as_f64().unwrap_or(0.0);
+        members.push(model);
+        member_records.push(record);
     }
+    let model = Ensemble::new(members);
 
     // Export, then embed the metadata the element needs.
-    let graph = export::export_graph(&outcome.model, features.n_features(), window_frames)?;
+    let graph = export::export_graph(&model, features.n_features(), window_frames)?;
     let command: Vec<String> = std::env::args().collect();
     let mut training = json!({
         "corpora": corpus::summarize(&clips),
@@ -388,9 +447,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "command": command.join(" "),
         "net": net,
         "macs_per_window": net.macs(window_frames),
-        "best_epoch": outcome.best_epoch,
-        "best_val_ua": outcome.best_val_ua,
-        "refit": refit,
+        "members": member_records,
         "train_seconds": train_seconds.round(),
         "feature_seconds": prep_seconds.round(),
         "augmented_copies": o.copies,
@@ -440,7 +497,6 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         write_model(&training)?;
     }
     training["total_seconds"] = json!(started.elapsed().as_secs_f64().round());
-    training["history"] = serde_json::to_value(&outcome.history)?;
     training["train_config"] = serde_json::to_value(&cfg)?;
     training["features"] = serde_json::to_value(&features)?;
     training["results"] = results;
@@ -581,28 +637,52 @@ pub fn render_report(t: &Value, name: &str) -> String {
         "## Command\n\n```\n{}\n```\n",
         t["command"].as_str().unwrap_or("")
     );
+    let members = t["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let _ = writeln!(
         s,
         "Git commit `{}`, seed {}. Feature extraction {} s, training {} s, total {} s \
-         on 2 CPU cores (burn 0.22 Flex backend). Best epoch {} of {} (validation UA {:.3}).\n",
+         on 2 CPU cores (burn 0.22 Flex backend).\n",
         t["git_commit"].as_str().unwrap_or("?"),
         t["seed"],
         t["feature_seconds"],
         t["train_seconds"],
         t["total_seconds"],
-        t["best_epoch"],
-        t["history"].as_array().map_or(0, Vec::len),
-        metric(t, "best_val_ua"),
     );
-    if let Some(epochs) = t["refit"]["epochs"].as_u64() {
+    if members.len() > 1 {
         let _ = writeln!(
             s,
-            "The exported model is a refit: after the validation speakers chose the number of \
-             epochs, training restarted on training and validation speakers together \
-             ({} clips) for those {epochs} epochs with the same learning-rate schedule. \
-             The test speakers were never trained on.\n",
-            t["refit"]["clips"],
+            "The model is an ensemble of {} networks trained alike on the same split from \
+             different seeds; the exported graph averages their logits.\n",
+            members.len()
         );
+    }
+    for (k, m) in members.iter().enumerate() {
+        let who = if members.len() > 1 {
+            format!("Member {} (seed {}): best", k + 1, m["seed"])
+        } else {
+            "Best".to_string()
+        };
+        let _ = write!(
+            s,
+            "{who} epoch {} of {} (validation UA {:.3}).",
+            m["best_epoch"],
+            m["history"].as_array().map_or(0, Vec::len),
+            metric(m, "best_val_ua"),
+        );
+        if let Some(epochs) = m["refit"]["epochs"].as_u64() {
+            let _ = write!(
+                s,
+                " Exported as a refit: after the validation speakers chose the number of \
+                 epochs, training restarted on training and validation speakers together \
+                 ({} clips) for those {epochs} epochs with the same learning-rate schedule; \
+                 the test speakers were never trained on.",
+                m["refit"]["clips"],
+            );
+        }
+        let _ = writeln!(s, "\n");
     }
     if let Some(decay) = t["train_config"]["weight_average_decay"]
         .as_f64()
@@ -716,20 +796,26 @@ pub fn render_report(t: &Value, name: &str) -> String {
         })
         .unwrap_or_default()
     );
-    let _ = writeln!(
-        s,
-        "## Training curve\n\n| epoch | loss | train acc | val UA | lr |\n|---:|---:|---:|---:|---:|"
-    );
-    for e in t["history"].as_array().into_iter().flatten() {
+    let _ = writeln!(s, "## Training curve");
+    for (k, m) in members.iter().enumerate() {
+        if members.len() > 1 {
+            let _ = writeln!(s, "\nMember {} (seed {}):", k + 1, m["seed"]);
+        }
         let _ = writeln!(
             s,
-            "| {} | {:.4} | {:.3} | {:.3} | {:.1e} |",
-            e["epoch"],
-            metric(e, "loss"),
-            metric(e, "train_accuracy"),
-            metric(e, "val_ua"),
-            metric(e, "lr")
+            "\n| epoch | loss | train acc | val UA | lr |\n|---:|---:|---:|---:|---:|"
         );
+        for e in m["history"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "| {} | {:.4} | {:.3} | {:.3} | {:.1e} |",
+                e["epoch"],
+                metric(e, "loss"),
+                metric(e, "train_accuracy"),
+                metric(e, "val_ua"),
+                metric(e, "lr")
+            );
+        }
     }
     let _ = writeln!(
         s,

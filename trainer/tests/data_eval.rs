@@ -6,30 +6,9 @@ use std::path::{Path, PathBuf};
 use seremotion_trainer::corpus::{Clip, Emotion, load_manifest};
 use seremotion_trainer::eval::{EvalOptions, evaluate};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seremotion-eval-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Mono 16-bit PCM WAV at 16 kHz.
-fn write_wav(path: &Path, samples: &[i16]) {
-    let data_len = (samples.len() * 2) as u32;
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32, 1 | (1 << 16), 16000, 32000, 2 | (16 << 16)] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    samples
-        .iter()
-        .for_each(|s| b.extend_from_slice(&s.to_le_bytes()));
-    std::fs::write(path, b).unwrap();
-}
+#[path = "support/wav.rs"]
+mod wav;
+use wav::{temp_dir, write_wav};
 
 #[test]
 fn silent_clips_count_as_errors_and_outputs_are_written() {

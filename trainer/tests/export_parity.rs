@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use gstseremotion::model::{Model, ModelMetadata, embed_metadata};
 use seremotion_trainer::export;
-use seremotion_trainer::net::NetConfig;
+use seremotion_trainer::net::{EmotionCnn, Ensemble, NetConfig};
 use seremotion_trainer::train::feature_config;
 
 /// Deterministic pseudo-random inputs in [-2, 2).
@@ -23,17 +23,14 @@ fn input(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn onnx_runtime_matches_burn_within_1e_4() {
+/// Exports `model`, loads it through the element's inference path and checks
+/// the contract and that ONNX Runtime's logits equal `reference`'s within 1e-4.
+fn assert_parity(model: &Ensemble, reference: impl Fn(Tensor<3>) -> Tensor<2>) {
     let features = feature_config();
     let nf = features.n_features();
     let device = Device::flex();
-    device.seed(3);
-    let mut net = NetConfig::new(nf, 4);
-    net.channels = vec![16, 24, 32];
-    let model = net.init(&device).valid();
     let window_frames = 99;
-    let graph = export::export_graph(&model, nf, window_frames).expect("export");
+    let graph = export::export_graph(model, nf, window_frames).expect("export");
     let meta = ModelMetadata {
         labels: ["neutral", "happy", "sad", "angry"]
             .map(String::from)
@@ -55,8 +52,7 @@ fn onnx_runtime_matches_burn_within_1e_4() {
         let x = input(batch * nf * frames, frames as u64);
         let tensor =
             Tensor::<3>::from_data(TensorData::new(x.clone(), [batch, nf, frames]), &device);
-        let expected: Vec<f32> = model
-            .forward(tensor)
+        let expected: Vec<f32> = reference(tensor)
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32 logits");
@@ -74,4 +70,35 @@ fn onnx_runtime_matches_burn_within_1e_4() {
             "batch {batch}, {frames} frames: max |onnx - burn| = {worst}"
         );
     }
+}
+
+fn small_network(seed: u64) -> EmotionCnn {
+    let device = Device::flex();
+    device.seed(seed);
+    let mut net = NetConfig::new(feature_config().n_features(), 4);
+    net.channels = vec![16, 24, 32];
+    net.init(&device).valid()
+}
+
+#[test]
+fn onnx_runtime_matches_burn_within_1e_4() {
+    let model = small_network(3);
+    let single = Ensemble::new(vec![model.clone()]);
+    assert_parity(&single, |x| model.forward(x));
+}
+
+#[test]
+fn an_exported_ensemble_averages_its_members_logits() {
+    let (a, b) = (small_network(3), small_network(4));
+    let ensemble = Ensemble::new(vec![a.clone(), b.clone()]);
+    // Different seeds must give different members, or the mean proves nothing.
+    let probe = Tensor::<3>::ones([1, feature_config().n_features(), 40], &Device::flex());
+    let diff = (a.forward(probe.clone()) - b.forward(probe))
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(diff > 1e-3, "members agree to {diff}: seeds not applied");
+    assert_parity(&ensemble, |x| {
+        (a.forward(x.clone()) + b.forward(x)).div_scalar(2.0)
+    });
 }

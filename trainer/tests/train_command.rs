@@ -1,0 +1,72 @@
+//! The `train` command end to end on a tiny RAVDESS-named folder of synthetic
+//! clips: split, features, a two-network ensemble, export, held-out
+//! evaluation through the element's inference path, and the report.
+
+use gstseremotion::model::Model;
+use seremotion_trainer::run::{DataSource, TrainOptions, member_seed, train_command};
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+#[path = "support/wav.rs"]
+mod wav;
+
+/// RAVDESS emotion codes in label order (neutral, happy, sad, angry).
+const RAVDESS_CODES: [&str; 4] = ["01", "03", "04", "05"];
+
+#[test]
+fn train_writes_an_ensemble_model_with_its_report() {
+    let dir = wav::temp_dir("train-command");
+    let data = dir.join("ravdess");
+    // Seven actors: enough for one validation and one test speaker.
+    for actor in 1..=7 {
+        for (label, code) in RAVDESS_CODES.iter().enumerate() {
+            let pcm: Vec<i16> = synthetic::synthetic(label, actor)
+                .iter()
+                .map(|&x| (x * 32767.0) as i16)
+                .collect();
+            let name = format!("Actor_{actor:02}/03-01-{code}-01-01-01-{actor:02}.wav");
+            wav::write_wav(&data.join(name), &pcm);
+        }
+    }
+    let out = dir.join("out");
+    let opts = TrainOptions {
+        sources: vec![DataSource::Folder(data)],
+        out: out.clone(),
+        name: "tiny".into(),
+        seed: 5,
+        epochs: 2,
+        copies: 1,
+        samples_per_epoch: 16,
+        batch_size: 8,
+        window_seconds: 1.0,
+        channels: vec![8, 8],
+        ensemble: 2,
+        ..Default::default()
+    };
+    train_command(&opts).expect("train command");
+
+    let model = Model::from_file(&out.join("tiny.onnx")).expect("the element loads the model");
+    assert_eq!(
+        model.metadata().labels,
+        ["neutral", "happy", "sad", "angry"]
+    );
+    let training: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training.json")).unwrap()).unwrap();
+    let seeds: Vec<u64> = training["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["seed"].as_u64().expect("member seed"))
+        .collect();
+    assert_eq!(seeds, [member_seed(5, 0), member_seed(5, 1)]);
+    assert_eq!(seeds[0], 5, "the first member keeps the run's seed");
+    assert_ne!(seeds[0], seeds[1]);
+    for set in ["test-clean", "test-telephone"] {
+        let n = &training["results"][set]["overall"]["n"];
+        assert_eq!(n, 4, "{set}: one held-out actor's four clips");
+    }
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("ensemble of 2 networks"), "{report}");
+    assert!(report.contains("Member 2 (seed"), "{report}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
