@@ -153,6 +153,12 @@ fn push_f32(
     }
 }
 
+/// Pushes `n` samples of the mono 16 kHz tone that the fixture model labels
+/// `band`, timestamped from `start`.
+fn push_tone(h: &mut gst_check::Harness, band: usize, n: usize, start: gst::ClockTime) {
+    push_f32(h, &sine(tone_for(band), 16000, 0.5, n), 16000, 1, start);
+}
+
 struct Window {
     timestamp: gst::ClockTime,
     duration: gst::ClockTime,
@@ -363,30 +369,17 @@ fn silence_is_never_an_emotion() {
 
 #[test]
 fn flush_resets_buffered_audio() {
-    let rate = 16000;
     let element = make_element(Some("tone_bands.onnx"), &[]);
     let (mut h, bus) = harness(&element, MONO_16K);
     // 0.8 s of "happy", then a flushing seek to 100 s and 1 s of "angry": no window may mix them.
-    push_f32(
-        &mut h,
-        &sine(tone_for(1), rate, 0.5, 12800),
-        rate,
-        1,
-        gst::ClockTime::ZERO,
-    );
+    push_tone(&mut h, 1, 12800, gst::ClockTime::ZERO);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
     segment.set_start(gst::ClockTime::from_seconds(100));
     segment.set_time(gst::ClockTime::from_seconds(100));
     assert!(h.push_event(gst::event::Segment::new(&segment)));
-    push_f32(
-        &mut h,
-        &sine(tone_for(3), rate, 0.5, 16000),
-        rate,
-        1,
-        gst::ClockTime::from_seconds(100),
-    );
+    push_tone(&mut h, 3, 16000, gst::ClockTime::from_seconds(100));
     assert!(h.push_event(gst::event::Eos::new()));
     let (windows, summaries) = windows(&bus);
     assert_eq!(windows.len(), 1, "only the post-seek audio is analysed");
@@ -410,13 +403,7 @@ fn bad_samples_and_odd_buffers_are_handled() {
         h.push(f32_buffer(piece, None, rate, 1))
             .expect("untimestamped buffer accepted");
     }
-    push_f32(
-        &mut h,
-        &sine(tone_for(2), rate, 0.5, 16000),
-        rate,
-        1,
-        gst::ClockTime::from_seconds(30),
-    );
+    push_tone(&mut h, 2, 16000, gst::ClockTime::from_seconds(30));
     assert!(h.push_event(gst::event::Eos::new()));
     let (windows, _) = windows(&bus);
     let starts: Vec<u64> = windows.iter().map(|w| w.timestamp.seconds()).collect();

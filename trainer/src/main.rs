@@ -42,6 +42,8 @@ TRAIN OPTIONS:
                          epochs and export that model
   --ensemble N           train N networks from different seeds on the same split
                          and export their averaged logits as one model [default: 1]
+  --validate-telephone   validate on the validation speakers through the telephone
+                         channel too (early stopping weighs calls and clean alike)
   --no-eval              skip the held-out test evaluation
 
 EVAL OPTIONS:
@@ -144,6 +146,7 @@ fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
                     bail!("--ensemble needs at least 1 network");
                 }
             }
+            Long("validate-telephone") => o.validate_telephone = true,
             Long("no-eval") => o.evaluate = false,
             Long("help") | Short('h') => {
                 print!("{USAGE}");

@@ -54,6 +54,10 @@ pub struct TrainOptions {
     /// Networks trained from different seeds and exported as one averaged
     /// graph (1 = a single network).
     pub ensemble: usize,
+    /// Validate on the validation speakers through the telephone channel as
+    /// well as clean, so early stopping and the learning-rate schedule look
+    /// at calls too.
+    pub validate_telephone: bool,
     /// Corpora whose validation speakers are moved into training (corpora
     /// with too few speakers to spare one for validation: SAVEE has three).
     pub val_into_train: Vec<String>,
@@ -82,6 +86,7 @@ impl Default for TrainOptions {
             mixup_alpha: 0.0,
             refit: false,
             ensemble: 1,
+            validate_telephone: false,
             val_into_train: vec!["savee".into()],
             evaluate: true,
         }
@@ -182,6 +187,24 @@ pub fn prepare(
             label: clip.emotion.index(),
             corpus: clip.corpus.clone(),
             versions,
+        })
+    })
+}
+
+/// Features of `clips` heard through the telephone channel, each tagged as
+/// corpus "`<corpus>` phone": validated alongside the clean clips, they make
+/// the validation UA (a mean over corpora) weigh calls as much as clean audio.
+pub fn prepare_telephone(clips: &[Clip], cfg: &FeatureConfig) -> Result<Vec<ClipFeatures>> {
+    train::par_map(clips, |_, clip| {
+        let audio =
+            corpus::load_audio(&clip.path, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let phone = augment::telephone(&audio, cfg.sample_rate);
+        let utterance =
+            Utterance::from_audio(cfg, &phone).with_context(|| clip.path.display().to_string())?;
+        Ok(ClipFeatures {
+            label: clip.emotion.index(),
+            corpus: format!("{} phone", clip.corpus),
+            versions: vec![utterance],
         })
     })
 }
@@ -357,7 +380,10 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     );
     let t = Instant::now();
     let train_set = prepare(&split.train, &features, o.copies, window_frames, o.seed)?;
-    let val_set = prepare(&split.val, &features, 0, window_frames, o.seed)?;
+    let mut val_set = prepare(&split.val, &features, 0, window_frames, o.seed)?;
+    if o.validate_telephone {
+        val_set.extend(prepare_telephone(&split.val, &features)?);
+    }
     let prep_seconds = t.elapsed().as_secs_f64();
     eprintln!(
         "features: {} training clips x {} renditions, {} validation clips in {prep_seconds:.0} s",
@@ -451,6 +477,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "train_seconds": train_seconds.round(),
         "feature_seconds": prep_seconds.round(),
         "augmented_copies": o.copies,
+        "validate_telephone": o.validate_telephone,
         "licence": "trained on TESS (CC BY-NC-ND 4.0), RAVDESS (CC BY-NC-SA 4.0) and SAVEE (research use): non-commercial use only",
     });
     let meta = |training: Value| ModelMetadata {
@@ -692,6 +719,13 @@ pub fn render_report(t: &Value, name: &str) -> String {
             s,
             "Validated and exported weights are an exponential moving average \
              (decay {decay} per batch).\n"
+        );
+    }
+    if t["validate_telephone"].as_bool() == Some(true) {
+        let _ = writeln!(
+            s,
+            "Validation (early stopping, learning-rate steps) scored the validation \
+             speakers clean and through the telephone channel, as separate corpora.\n"
         );
     }
     if let Some(alpha) = t["train_config"]["mixup_alpha"]

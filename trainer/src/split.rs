@@ -279,6 +279,16 @@ mod tests {
             .collect()
     }
 
+    fn split_with_seed(clips: &[Clip], seed: u64) -> Split {
+        split(
+            clips,
+            &SplitConfig {
+                seed,
+                ..Default::default()
+            },
+        )
+    }
+
     fn speakers(clips: &[Clip], corpus: &str) -> BTreeSet<String> {
         clips
             .iter()
@@ -291,13 +301,7 @@ mod tests {
     fn no_group_is_in_two_parts_and_nothing_is_lost() {
         let clips = corpora();
         for seed in 0..20 {
-            let s = split(
-                &clips,
-                &SplitConfig {
-                    seed,
-                    ..Default::default()
-                },
-            );
+            let s = split_with_seed(&clips, seed);
             let (tr, va, te) = (keys(&s.train), keys(&s.val), keys(&s.test));
             assert!(tr.is_disjoint(&va) && tr.is_disjoint(&te) && va.is_disjoint(&te));
             assert_eq!(s.train.len() + s.val.len() + s.test.len(), clips.len());
@@ -341,13 +345,7 @@ mod tests {
         assert_eq!(keys(&a.test), keys(&b.test));
         assert_eq!(keys(&a.val), keys(&b.val));
         assert_eq!(a.description, split(&clips, &cfg).description);
-        let other = split(
-            &clips,
-            &SplitConfig {
-                seed: 8,
-                ..Default::default()
-            },
-        );
+        let other = split_with_seed(&clips, 8);
         assert_ne!(keys(&a.test), keys(&other.test));
     }
 
@@ -355,13 +353,7 @@ mod tests {
     fn ravdess_test_and_val_mix_sexes() {
         let clips = corpora();
         for seed in 0..20 {
-            let s = split(
-                &clips,
-                &SplitConfig {
-                    seed,
-                    ..Default::default()
-                },
-            );
+            let s = split_with_seed(&clips, seed);
             for part in [&s.val, &s.test] {
                 let sexes: BTreeSet<u8> = speakers(part, "ravdess")
                     .iter()
