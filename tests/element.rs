@@ -454,6 +454,15 @@ fn labels_property_comes_from_the_model() {
     );
 }
 
+/// The bus errors of a `seremotion` whose `model-path` is `path` when started.
+fn start_errors_with_model(path: &str) -> Vec<String> {
+    let element = gst::ElementFactory::make("seremotion")
+        .property("model-path", path)
+        .build()
+        .expect("element");
+    start_errors(&element)
+}
+
 /// Starts `element` in a pipeline and returns the error messages on its bus.
 fn start_errors(element: &gst::Element) -> Vec<String> {
     let pipeline = gst::Pipeline::new();
@@ -486,11 +495,7 @@ fn start_errors(element: &gst::Element) -> Vec<String> {
 #[test]
 fn missing_model_file_is_a_bus_error_naming_the_path() {
     init();
-    let element = gst::ElementFactory::make("seremotion")
-        .property("model-path", "/nonexistent/emotions.onnx")
-        .build()
-        .expect("element");
-    let errors = start_errors(&element);
+    let errors = start_errors_with_model("/nonexistent/emotions.onnx");
     assert!(
         errors
             .iter()
@@ -542,11 +547,7 @@ fn invalid_models_are_refused_with_the_reason() {
     for (name, bytes, expected) in cases {
         let path = dir.join(name);
         std::fs::write(&path, bytes).expect("write model");
-        let element = gst::ElementFactory::make("seremotion")
-            .property("model-path", path.to_str().expect("utf-8"))
-            .build()
-            .expect("element");
-        let errors = start_errors(&element);
+        let errors = start_errors_with_model(path.to_str().expect("utf-8"));
         assert!(
             errors
                 .iter()
