@@ -472,7 +472,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "git_commit": git_commit(),
         "command": command.join(" "),
         "net": net,
-        "macs_per_window": net.macs(window_frames),
+        // Every member runs on every window.
+        "macs_per_window": net.macs(window_frames) * o.ensemble,
         "members": member_records,
         "train_seconds": train_seconds.round(),
         "feature_seconds": prep_seconds.round(),
@@ -814,10 +815,15 @@ pub fn render_report(t: &Value, name: &str) -> String {
     let _ = writeln!(
         s,
         "Input `features` [batch, {} , frames] (batch and frames dynamic), output `logits` [batch, 4]. \
-         Network `{}`: {} multiply-adds per 2 s window; ONNX file {} bytes. Features: `{}` \
+         Network `{}`{}: {} multiply-adds per 2 s window; ONNX file {} bytes. Features: `{}` \
          (global mean/std from the training split are in the model metadata).\n",
         t["net"]["n_features"],
         t["net"],
+        if members.len() > 1 {
+            format!(" x {} members", members.len())
+        } else {
+            String::new()
+        },
         t["macs_per_window"],
         t["onnx_bytes"],
         serde_json::to_string(&{

@@ -68,5 +68,6 @@ fn train_writes_an_ensemble_model_with_its_report() {
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(report.contains("ensemble of 2 networks"), "{report}");
     assert!(report.contains("Member 2 (seed"), "{report}");
+    assert!(report.contains("x 2 members"), "{report}");
     std::fs::remove_dir_all(dir).unwrap();
 }
