@@ -743,3 +743,34 @@ fn gst_launch_pipeline_posts_messages() {
     assert!(emotions.iter().all(|e| e == "angry"));
     assert_eq!(summary.as_deref(), Some("angry"));
 }
+
+/// The committed ensemble model for call recordings follows the model
+/// contract: the element loads it by path and posts normalised scores with it.
+#[test]
+fn committed_ensemble_model_runs_in_the_element() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ensemble/ensemble.onnx");
+    let element = make_element(None, &[("model-path", path)]);
+    let labels: Vec<String> = element
+        .property::<glib::StrV>("labels")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(labels, LABELS);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 2, 48000, gst::ClockTime::ZERO);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (windows, summaries) = windows(&bus);
+    // 2 s windows a second apart cover 3 s with two: 0–2 s and 1–3 s.
+    let starts: Vec<u64> = windows.iter().map(|w| w.timestamp.seconds()).collect();
+    assert_eq!(starts, [0, 1]);
+    for w in &windows {
+        let sum: f64 = w.scores.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "scores sum to {sum}");
+        assert!(
+            LABELS.contains(&w.emotion.as_str()) || w.emotion == "uncertain",
+            "{}",
+            w.emotion
+        );
+    }
+    assert_eq!(summaries.len(), 1);
+}

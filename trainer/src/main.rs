@@ -41,7 +41,7 @@ TRAIN OPTIONS:
                          again on training + validation speakers for that many
                          epochs and export that model
   --ensemble N           train N networks from different seeds on the same split
-                         and export their averaged logits as one model [default: 3]
+                         and export their averaged logits as one model [default: 1]
   --validate-telephone   validate on the validation speakers through the telephone
                          channel too (early stopping weighs calls and clean alike)
   --no-eval              skip the held-out test evaluation
