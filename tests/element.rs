@@ -438,15 +438,19 @@ fn caps_change_reconfigures() {
     assert_eq!(emotions, ["happy", "angry"]);
 }
 
-#[test]
-fn labels_property_comes_from_the_model() {
-    let element = make_element(Some("tone_bands.onnx"), &[]);
-    let labels: Vec<String> = element
+/// The element's `labels` property.
+fn labels_of(element: &gst::Element) -> Vec<String> {
+    element
         .property::<glib::StrV>("labels")
         .iter()
         .map(|s| s.to_string())
-        .collect();
-    assert_eq!(labels, LABELS);
+        .collect()
+}
+
+#[test]
+fn labels_property_comes_from_the_model() {
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    assert_eq!(labels_of(&element), LABELS);
     let element = make_element(None, &[]);
     assert!(
         !element.property::<glib::StrV>("labels").is_empty(),
@@ -750,12 +754,7 @@ fn gst_launch_pipeline_posts_messages() {
 fn committed_ensemble_model_runs_in_the_element() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ensemble/ensemble.onnx");
     let element = make_element(None, &[("model-path", path)]);
-    let labels: Vec<String> = element
-        .property::<glib::StrV>("labels")
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(labels, LABELS);
+    assert_eq!(labels_of(&element), LABELS);
     let (mut h, bus) = harness(&element, MONO_16K);
     push_tone(&mut h, 2, 48000, gst::ClockTime::ZERO);
     assert!(h.push_event(gst::event::Eos::new()));
