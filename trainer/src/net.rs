@@ -139,14 +139,6 @@ impl Ensemble {
         Self { members }
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// `[batch, n_features, n_frames]` -> mean logits `[batch, n_labels]`. A
     /// single member is returned as it is, so its graph has no extra nodes.
     pub fn forward(&self, features: Tensor<3>) -> Tensor<2> {

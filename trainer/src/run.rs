@@ -165,7 +165,7 @@ pub fn prepare(
     let min_len = samples_for(cfg, window_frames);
     let aug = augment_config();
     train::par_map(clips, |i, clip| {
-        let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = StdRng::seed_from_u64(derived_seed(seed, i));
         let audio =
             corpus::load_audio(&clip.path, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut versions = Vec::with_capacity(copies + 1);
@@ -283,10 +283,16 @@ fn val_into_train(split: &mut split::Split, corpora: &[String]) {
     }
 }
 
+/// The `i`-th seed drawn from `seed` (per clip, per ensemble member): index 0
+/// is `seed` itself, others are spread by the golden-ratio constant.
+fn derived_seed(seed: u64, i: usize) -> u64 {
+    seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// Training seed of ensemble member `k`; member 0 keeps the run's seed, so a
 /// one-member ensemble is exactly the single model that seed trains.
 pub fn member_seed(seed: u64, k: usize) -> u64 {
-    seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    derived_seed(seed, k)
 }
 
 /// Trains one network with early stopping on `val` and, given `refit_set`,

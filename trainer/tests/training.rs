@@ -8,14 +8,12 @@ use seremotion_trainer::train::{self, TrainConfig};
 #[path = "support/synthetic.rs"]
 mod synthetic;
 use seremotion_trainer::train::feature_config;
-use synthetic::{clips, normalised_features, small_config, small_net};
+use synthetic::{clips, normalised_features, small_config, small_net, train_val_features};
 
 #[test]
 fn tiny_training_run_lowers_the_loss() {
     let window_frames = 40;
-    let train_set = clips(&feature_config(), 0..3);
-    let val_set = clips(&feature_config(), 3..4);
-    let features = normalised_features(&train_set, window_frames);
+    let (train_set, val_set, features) = train_val_features(window_frames);
     let cfg = small_config(small_net(&features), window_frames);
     let outcome = train::train(&cfg, &features, &train_set, &val_set, |_, _| {}).expect("training");
     let first = outcome.history.first().expect("an epoch").loss;
@@ -58,9 +56,7 @@ fn a_refit_runs_its_schedule_without_validation() {
 #[test]
 fn the_same_seed_trains_the_same_model() {
     let window_frames = 40;
-    let train_set = clips(&feature_config(), 0..3);
-    let val_set = clips(&feature_config(), 3..4);
-    let features = normalised_features(&train_set, window_frames);
+    let (train_set, val_set, features) = train_val_features(window_frames);
     let run = |seed| {
         let cfg = TrainConfig {
             seed,
@@ -86,9 +82,7 @@ fn the_same_seed_trains_the_same_model() {
 #[test]
 fn mixup_trains_on_blended_batches() {
     let window_frames = 40;
-    let train_set = clips(&feature_config(), 0..3);
-    let val_set = clips(&feature_config(), 3..4);
-    let features = normalised_features(&train_set, window_frames);
+    let (train_set, val_set, features) = train_val_features(window_frames);
     let run = |mixup_alpha| {
         let cfg = TrainConfig {
             mixup_alpha,

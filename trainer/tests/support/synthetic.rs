@@ -50,6 +50,17 @@ pub fn normalised_features(train_set: &[ClipFeatures], window_frames: usize) -> 
     features
 }
 
+/// Training clips (variants 0–2), validation clips (variant 3) and the
+/// feature configuration with the training set's statistics.
+pub fn train_val_features(
+    window_frames: usize,
+) -> (Vec<ClipFeatures>, Vec<ClipFeatures>, FeatureConfig) {
+    let train_set = clips(&feature_config(), 0..3);
+    let val_set = clips(&feature_config(), 3..4);
+    let features = normalised_features(&train_set, window_frames);
+    (train_set, val_set, features)
+}
+
 /// A small, fast run: no regularisation, no augmentation, no averaging.
 pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
     TrainConfig {
