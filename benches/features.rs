@@ -6,8 +6,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gstseremotion::features::{FeatureConfig, FeatureKind, FrameStream};
-use gstseremotion::resample::StreamResampler;
+use seremotion_core::features::{FeatureConfig, FeatureKind, FrameStream};
+use seremotion_core::resample::StreamResampler;
 
 /// Deterministic white noise (splitmix64), amplitude 0.1.
 fn noise(n: usize) -> Vec<f32> {

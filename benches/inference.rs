@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gstseremotion::analysis::{AnalyzerSettings, EmotionAnalyzer};
-use gstseremotion::model::Model;
+use seremotion_core::analysis::{AnalyzerSettings, EmotionAnalyzer};
+use seremotion_core::model::Model;
 
 #[path = "../tests/support/signals.rs"]
 mod signals;

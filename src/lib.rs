@@ -1,16 +1,11 @@
 //! GStreamer plugin `seremotion`: speech emotion recognition for audio pipelines.
 //!
-//! The crate is also a library: [`features`] (pure DSP) and [`model`] (the ONNX
-//! model contract) are shared with the trainer so that training and serving
-//! cannot drift apart.
+//! The element is GStreamer glue around [`seremotion_core`], which holds the
+//! features, windowing, speech decision and model contract that the trainer
+//! and the call analyser share, so that training and serving cannot drift apart.
 
 use gst::glib;
 
-pub mod analysis;
-pub mod features;
-pub mod memory;
-pub mod model;
-pub mod resample;
 mod seremotion;
 
 pub use seremotion::SerEmotion;

@@ -15,9 +15,11 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::analysis::{self, AnalyzerSettings, EmotionAnalyzer, SummaryAccumulator, WindowResult};
-use crate::model::{Model, ModelError};
-use crate::resample::StreamResampler;
+use seremotion_core::analysis::{
+    self, AnalyzerSettings, EmotionAnalyzer, SummaryAccumulator, WindowResult,
+};
+use seremotion_core::model::{Model, ModelError};
+use seremotion_core::resample::StreamResampler;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(

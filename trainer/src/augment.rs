@@ -225,7 +225,7 @@ fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to {
         return x.to_vec();
     }
-    gstseremotion::resample::resample(x, from, to).unwrap_or_else(|_| {
+    seremotion_core::resample::resample(x, from, to).unwrap_or_else(|_| {
         let ratio = from as f64 / to as f64;
         let len = (x.len() as f64 / ratio).round() as usize;
         (0..len)

@@ -563,7 +563,7 @@ pub fn load_audio(path: &Path, target_rate: u32) -> Result<Vec<f32>, CorpusError
     if rate == target_rate {
         return Ok(samples);
     }
-    gstseremotion::resample::resample(&samples, rate, target_rate).map_err(|e| {
+    seremotion_core::resample::resample(&samples, rate, target_rate).map_err(|e| {
         CorpusError::Resample {
             path: path.to_path_buf(),
             message: format!("{rate} Hz -> {target_rate} Hz: {e}"),

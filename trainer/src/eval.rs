@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gstseremotion::analysis::{AnalyzerSettings, classify_clip};
-use gstseremotion::model::Model;
 use rayon::prelude::*;
 use serde_json::json;
+use seremotion_core::analysis::{AnalyzerSettings, classify_clip};
+use seremotion_core::model::Model;
 
 use crate::augment::telephone;
 use crate::corpus::{Clip, load_audio};

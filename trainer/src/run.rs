@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gstseremotion::features::FeatureConfig;
-use gstseremotion::model::{ModelMetadata, embed_metadata};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use seremotion_core::features::FeatureConfig;
+use seremotion_core::model::{ModelMetadata, embed_metadata};
 
 use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig};
@@ -383,8 +383,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     }
     let window_frames =
         features.frames_in((o.window_seconds * f64::from(features.sample_rate)).round() as usize);
-    let hop_frames = gstseremotion::analysis::seconds_to_frames(
-        gstseremotion::analysis::DEFAULT_INTERVAL,
+    let hop_frames = seremotion_core::analysis::seconds_to_frames(
+        seremotion_core::analysis::DEFAULT_INTERVAL,
         features.frame_rate(),
     );
     let t = Instant::now();

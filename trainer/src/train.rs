@@ -15,15 +15,15 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use gstseremotion::analysis::{
-    DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
-};
-use gstseremotion::features::{self, FeatureConfig, FeatureKind, WindowNormalization};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
+use seremotion_core::analysis::{
+    DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
+};
+use seremotion_core::features::{self, FeatureConfig, FeatureKind, WindowNormalization};
 
 use crate::metrics::Metrics;
 use crate::net::{EmotionCnn, NetConfig};

@@ -5,7 +5,7 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use gstseremotion::model::{Model, ModelMetadata, embed_metadata};
+use seremotion_core::model::{Model, ModelMetadata, embed_metadata};
 use seremotion_trainer::export;
 use seremotion_trainer::net::{EmotionCnn, Ensemble, NetConfig};
 use seremotion_trainer::train::feature_config;

@@ -2,7 +2,7 @@
 //! clips: split, features, a two-network ensemble, export, held-out
 //! evaluation through the element's inference path, and the report.
 
-use gstseremotion::model::Model;
+use seremotion_core::model::Model;
 use seremotion_trainer::run::{DataSource, TrainOptions, member_seed, train_command};
 
 #[path = "support/synthetic.rs"]

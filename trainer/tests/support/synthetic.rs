@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use gstseremotion::features::FeatureConfig;
+use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::net::NetConfig;
 use seremotion_trainer::train::feature_config;
 use seremotion_trainer::train::{self, ClipFeatures, TrainConfig, Utterance};
