@@ -1249,6 +1249,7 @@ fn speech_at_10_db_snr_is_still_analysed() {
         (speech, windows.len())
     };
     let (speech, total) = analysed(&noisy);
+    eprintln!("espeak-ng speech at 10 dB SNR: {speech} of {total} windows analysed");
     assert!(
         speech * 2 >= total,
         "10 dB SNR: {speech} of {total} windows analysed"

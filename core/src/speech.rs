@@ -10,8 +10,11 @@
 //!    more. Steady sounds (hum with its harmonics, white or pink noise, a held
 //!    tone) stay within a dB or two of their own level. A frame is speech only
 //!    if it stands [`FLOOR_MARGIN_DB`] above the noise floor, estimated as a
-//!    low percentile of the audible frames of the window and the seconds
-//!    before it. Speech 10 dB above steady noise still rises well clear of it.
+//!    low percentile of the frames of the window and the seconds before it
+//!    that carry any signal (above [`NO_SIGNAL_DB`]: digital silence or
+//!    dither before a noise is no floor for it). Speech 10 dB above steady
+//!    noise still rises well clear of it; quiet speech in a quiet room is
+//!    judged against the room, so every frame above the threshold counts.
 //!
 //! Frames at or below the absolute `threshold_db` (and digital zero at any
 //! threshold) are never speech. Music, which also comes and goes, is not
@@ -40,6 +43,9 @@ pub const FLOOR_QUANTILE: f32 = 0.1;
 pub const HISTORY_SECONDS: f64 = 3.0;
 /// Level reported for digital zero, far below any threshold.
 pub const SILENT_DB: f32 = -300.0;
+/// Frames quieter than this (or than the threshold, if lower) carry no
+/// signal: they do not inform the noise floor.
+pub const NO_SIGNAL_DB: f32 = -90.0;
 
 /// Voice-band level in dBFS (RMS, full-scale square wave = 0 dB) of frames as
 /// they complete, with the framing of the feature extractor.
@@ -158,8 +164,8 @@ impl BandLevel {
 }
 
 /// Counts the speech frames in `levels[window]`, judging them against the
-/// noise floor of all audible frames in `levels` (the window and what came
-/// before it). `scratch` is reused between calls.
+/// noise floor of the frames in `levels` (the window and what came before it)
+/// that carry a signal. `scratch` is reused between calls.
 pub fn count_speech(
     levels: &[f32],
     window: std::ops::Range<usize>,
@@ -167,8 +173,9 @@ pub fn count_speech(
     scratch: &mut Vec<f32>,
 ) -> usize {
     let audible = |l: f32| l > threshold_db && l > SILENT_DB;
+    let signal = NO_SIGNAL_DB.min(threshold_db).max(SILENT_DB);
     scratch.clear();
-    scratch.extend(levels.iter().copied().filter(|&l| audible(l)));
+    scratch.extend(levels.iter().copied().filter(|&l| l > signal));
     if scratch.is_empty() {
         return 0;
     }
@@ -406,6 +413,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn noise_after_digital_silence_is_not_speech() {
+        let mut x = vec![0.0; RATE as usize * 2];
+        x.extend(white(RATE as usize * 4, 5).iter().map(|w| 0.05 * w));
+        assert_eq!(speech_share(&x, -55.0), 0.0);
+    }
+
+    #[test]
+    fn quiet_speech_in_a_quiet_room_counts_above_the_threshold() {
+        // Syllables peaking around -45 dBFS over a -75 dBFS room.
+        let n = RATE as usize * 4;
+        let x: Vec<f32> = syllables(n, 0.01)
+            .iter()
+            .zip(white(n, 6))
+            .map(|(v, w)| v + 2e-4 * w)
+            .collect();
+        let share = speech_share(&x, -55.0);
+        let above = {
+            let cfg = FeatureConfig::default();
+            let mut band = BandLevel::new(&cfg).expect("valid");
+            let mut levels = Vec::new();
+            band.push(&x, |l| levels.push(l));
+            levels.iter().filter(|&&l| l > -55.0).count() as f64 / levels.len() as f64
+        };
+        assert!(above > 0.3, "{above}");
+        assert!(
+            (share - above).abs() < 1e-9,
+            "speech {share}, above threshold {above}"
+        );
     }
 
     #[test]
