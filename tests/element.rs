@@ -539,12 +539,12 @@ fn invalid_models_are_refused_with_the_reason() {
         ),
         (
             "no-labels.onnx",
-            seremotion_core::model::embed_props(&bare, &without_labels),
+            seremotion_core::model::writer::embed_props(&bare, &without_labels),
             "seremotion.labels",
         ),
         (
             "wrong-shape.onnx",
-            seremotion_core::model::embed_metadata(&bare, &three_labels),
+            seremotion_core::model::writer::embed_metadata(&bare, &three_labels),
             "logits",
         ),
     ];
@@ -561,7 +561,11 @@ fn invalid_models_are_refused_with_the_reason() {
     }
     // The same bare graph with good metadata loads and classifies.
     let path = dir.join("good.onnx");
-    std::fs::write(&path, seremotion_core::model::embed_metadata(&bare, &good)).expect("write");
+    std::fs::write(
+        &path,
+        seremotion_core::model::writer::embed_metadata(&bare, &good),
+    )
+    .expect("write");
     let model = seremotion_core::model::Model::from_file(&path).expect("valid model");
     assert_eq!(model.labels(), LABELS);
     let _ = std::fs::remove_dir_all(&dir);
