@@ -20,6 +20,10 @@ cargo clippy -p seremotion-core -p gst-plugin-seremotion --all-targets -- -D war
 step "core and plugin tests"
 cargo test -p seremotion-core -p gst-plugin-seremotion
 
+step "core: clippy and tests"
+cargo clippy -p seremotion-core --all-targets -- -D warnings
+cargo test -p seremotion-core
+
 step "trainer: clippy and tests"
 cargo clippy -p seremotion-trainer --all-targets -- -D warnings
 cargo test -p seremotion-trainer
