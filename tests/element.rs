@@ -606,6 +606,54 @@ fn unsupported_caps_fail_negotiation() {
     assert!(err.to_string().contains("can't handle caps"), "{err}");
 }
 
+/// A truncated ONNX Runtime library (a half-finished copy or download) used to
+/// crash the host with SIGBUS inside dlopen; it must be a bus error naming the
+/// file, and the next start must find a good library once there is one
+/// (a failed load is not remembered). In a child process, since the library
+/// is loaded once per process.
+#[test]
+fn truncated_onnx_runtime_is_refused_and_a_later_good_one_is_used() {
+    const GOOD: &str = "SEREMOTION_TEST_GOOD_ORT";
+    if std::env::var_os("SEREMOTION_TEST_CHILD").is_some() {
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let errors = start_errors(&element);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("truncated") && e.contains("cannot be used")),
+            "{errors:?}"
+        );
+        let good = std::env::var_os(GOOD).expect("parent passes the good library");
+        // SAFETY: this child runs a single test on a single thread.
+        unsafe { std::env::set_var("SEREMOTION_ORT_LIB", good) };
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let errors = start_errors(&element);
+        assert!(errors.is_empty(), "{errors:?}");
+        return;
+    }
+    let good = seremotion_core::model::runtime_candidates()
+        .into_iter()
+        .find(|p| p.is_absolute() && p.exists())
+        .expect("scripts/setup.sh installed ONNX Runtime");
+    let bytes = std::fs::read(&good).expect("read ONNX Runtime");
+    let truncated = std::env::temp_dir().join(format!(
+        "seremotion-truncated-{}-{}",
+        std::process::id(),
+        seremotion_core::model::ORT_LIBRARY_FILE
+    ));
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).expect("write truncated copy");
+    let status = child_test("truncated_onnx_runtime_is_refused_and_a_later_good_one_is_used")
+        .env("SEREMOTION_ORT_LIB", &truncated)
+        .env(GOOD, &good)
+        .status()
+        .expect("child runs");
+    let _ = std::fs::remove_file(&truncated);
+    assert!(
+        status.success(),
+        "child test failed (a signal means the host crashed)"
+    );
+}
+
 /// ONNX Runtime is loaded once per process, so the missing-library case runs
 /// in a child process of this test binary.
 #[test]

@@ -952,7 +952,7 @@ mod tests {
 
     const GOLDEN: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/features_golden.json"
+        "/tests/fixtures/features_golden.json"
     ));
 
     fn splitmix64(x: u64) -> u64 {

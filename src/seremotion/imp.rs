@@ -177,7 +177,7 @@ impl SerEmotion {
     /// which file and what is wrong with it.
     fn error_message(err: &ModelError) -> gst::ErrorMessage {
         match err {
-            ModelError::RuntimeNotFound { .. } => {
+            ModelError::RuntimeNotFound { .. } | ModelError::RuntimeUnusable { .. } => {
                 gst::error_msg!(gst::LibraryError::Init, ("{}", err), ["{:?}", err])
             }
             ModelError::Io { .. } => {
