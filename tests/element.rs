@@ -1523,3 +1523,24 @@ fn odd_rates_give_timely_results_on_eight_channels() {
         assert!(ws.iter().all(|w| w.emotion == "sad"), "{rate} Hz");
     }
 }
+
+#[test]
+fn a_gap_event_elsewhere_on_the_timeline_restarts_the_windows_there() {
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 3, 16000, gst::ClockTime::ZERO);
+    assert!(
+        h.push_event(
+            gst::event::Gap::builder(gst::ClockTime::from_seconds(5))
+                .duration(gst::ClockTime::from_seconds(2))
+                .build()
+        )
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (ws, _) = windows(&bus);
+    let got: Vec<(u64, &str)> = ws
+        .iter()
+        .map(|w| (w.timestamp.seconds(), w.emotion.as_str()))
+        .collect();
+    assert_eq!(got, [(0, "angry"), (5, "silence"), (6, "silence")]);
+}

@@ -1052,8 +1052,9 @@ impl BaseTransformImpl for SerEmotion {
                     let frames = duration.map_or(0, |d| {
                         analysis::ns_to_samples(d.nseconds(), state.info.rate())
                     });
+                    // A gap says where it is: trust it like a DISCONT buffer.
                     failure = self
-                        .follow_timeline(state, &segment, Some(ts), false, &mut messages)
+                        .follow_timeline(state, &segment, Some(ts), true, &mut messages)
                         .err();
                     if frames > 0 && failure.is_none() {
                         failure = self
