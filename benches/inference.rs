@@ -72,5 +72,43 @@ fn bench_analysis(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_inference, bench_analysis);
+/// N threads sharing one model, each running the same number of windows.
+/// With inference serialised the time grows N-fold; with one session per
+/// concurrent caller it stays flat up to the number of cores
+/// (`parallel/threads_2` about equal to `parallel/threads_1` on two cores).
+fn bench_parallel(c: &mut Criterion) {
+    const WINDOWS_PER_THREAD: usize = 200;
+    let model = load_model();
+    let frames = model.fixed_frames().unwrap_or(model.window_frames());
+    let input: Vec<f32> = (0..model.n_features() * frames)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut group = c.benchmark_group("parallel");
+    group.sample_size(10);
+    for threads in (1..=cores).filter(|&t| t == 1 || t == cores) {
+        // Throughput in windows: elem/s should grow with the thread count.
+        group.throughput(Throughput::Elements((threads * WINDOWS_PER_THREAD) as u64));
+        group.bench_function(format!("threads_{threads}"), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            let mut logits = vec![0.0; model.n_labels()];
+                            for _ in 0..WINDOWS_PER_THREAD {
+                                model
+                                    .logits_into(black_box(&input), 1, frames, &mut logits)
+                                    .expect("inference");
+                            }
+                            black_box(logits[0])
+                        });
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_inference, bench_analysis, bench_parallel);
 criterion_main!(benches);

@@ -3,10 +3,10 @@
 
 The Rust unit tests in src/features.rs regenerate the same four signals from
 the formulas below and compare their features with the values this script
-writes to tests/fixtures/features_golden.json.
+writes to core/tests/fixtures/features_golden.json.
 
 Requirements:   pip install librosa numpy
-Usage:          python3 scripts/golden_features.py > tests/fixtures/features_golden.json
+Usage:          python3 scripts/golden_features.py > core/tests/fixtures/features_golden.json
 
 Everything is computed in float64 from float32 samples (the samples the Rust
 side sees), so the reference is limited by librosa's definitions only, not by

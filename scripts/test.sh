@@ -14,11 +14,11 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "clippy (plugin, examples, tests, benches)"
-cargo clippy -p gst-plugin-seremotion --all-targets -- -D warnings
+step "clippy (core, plugin, examples, tests, benches)"
+cargo clippy -p seremotion-core -p gst-plugin-seremotion --all-targets -- -D warnings
 
-step "plugin tests"
-cargo test -p gst-plugin-seremotion
+step "core and plugin tests"
+cargo test -p seremotion-core -p gst-plugin-seremotion
 
 step "seremotion-analyze: clippy and tests"
 cargo clippy -p seremotion-analyze --all-targets -- -D warnings

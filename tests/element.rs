@@ -539,12 +539,12 @@ fn invalid_models_are_refused_with_the_reason() {
         ),
         (
             "no-labels.onnx",
-            seremotion_core::model::embed_props(&bare, &without_labels),
+            seremotion_core::model::writer::embed_props(&bare, &without_labels),
             "seremotion.labels",
         ),
         (
             "wrong-shape.onnx",
-            seremotion_core::model::embed_metadata(&bare, &three_labels),
+            seremotion_core::model::writer::embed_metadata(&bare, &three_labels),
             "logits",
         ),
     ];
@@ -561,7 +561,11 @@ fn invalid_models_are_refused_with_the_reason() {
     }
     // The same bare graph with good metadata loads and classifies.
     let path = dir.join("good.onnx");
-    std::fs::write(&path, seremotion_core::model::embed_metadata(&bare, &good)).expect("write");
+    std::fs::write(
+        &path,
+        seremotion_core::model::writer::embed_metadata(&bare, &good),
+    )
+    .expect("write");
     let model = seremotion_core::model::Model::from_file(&path).expect("valid model");
     assert_eq!(model.labels(), LABELS);
     let _ = std::fs::remove_dir_all(&dir);
@@ -585,6 +589,54 @@ fn unsupported_caps_fail_negotiation() {
     let err = gst::parse::launch("audiotestsrc ! audio/x-raw,format=U8 ! seremotion ! fakesink")
         .expect_err("U8 is refused");
     assert!(err.to_string().contains("can't handle caps"), "{err}");
+}
+
+/// A truncated ONNX Runtime library (a half-finished copy or download) used to
+/// crash the host with SIGBUS inside dlopen; it must be a bus error naming the
+/// file, and the next start must find a good library once there is one
+/// (a failed load is not remembered). In a child process, since the library
+/// is loaded once per process.
+#[test]
+fn truncated_onnx_runtime_is_refused_and_a_later_good_one_is_used() {
+    const GOOD: &str = "SEREMOTION_TEST_GOOD_ORT";
+    if std::env::var_os("SEREMOTION_TEST_CHILD").is_some() {
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let errors = start_errors(&element);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("truncated") && e.contains("cannot be used")),
+            "{errors:?}"
+        );
+        let good = std::env::var_os(GOOD).expect("parent passes the good library");
+        // SAFETY: this child runs a single test on a single thread.
+        unsafe { std::env::set_var("SEREMOTION_ORT_LIB", good) };
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let errors = start_errors(&element);
+        assert!(errors.is_empty(), "{errors:?}");
+        return;
+    }
+    let good = seremotion_core::model::runtime_candidates()
+        .into_iter()
+        .find(|p| p.is_absolute() && p.exists())
+        .expect("scripts/setup.sh installed ONNX Runtime");
+    let bytes = std::fs::read(&good).expect("read ONNX Runtime");
+    let truncated = std::env::temp_dir().join(format!(
+        "seremotion-truncated-{}-{}",
+        std::process::id(),
+        seremotion_core::model::ORT_LIBRARY_FILE
+    ));
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).expect("write truncated copy");
+    let status = child_test("truncated_onnx_runtime_is_refused_and_a_later_good_one_is_used")
+        .env("SEREMOTION_ORT_LIB", &truncated)
+        .env(GOOD, &good)
+        .status()
+        .expect("child runs");
+    let _ = std::fs::remove_file(&truncated);
+    assert!(
+        status.success(),
+        "child test failed (a signal means the host crashed)"
+    );
 }
 
 /// ONNX Runtime is loaded once per process, so the missing-library case runs

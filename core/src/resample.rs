@@ -189,7 +189,8 @@ impl StreamResampler {
 
     /// Converts `input` and appends the output samples now available to `out`.
     ///
-    /// Non-finite samples are converted as 0 (equal rates copy them unchanged).
+    /// Non-finite samples are converted as 0 and huge ones clipped to ±1000
+    /// (equal rates copy them unchanged).
     pub fn process(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
         self.consumed += input.len() as u64;
         let start = out.len();
@@ -199,12 +200,8 @@ impl StreamResampler {
                 while !input.is_empty() {
                     let want = c.inner.input_frames_next() - c.block_in.len();
                     let n = want.min(input.len());
-                    // A NaN or inf would smear over a whole FFT block: treat it as 0.
-                    c.block_in.extend(
-                        input[..n]
-                            .iter()
-                            .map(|&x| if x.is_finite() { x } else { 0.0 }),
-                    );
+                    c.block_in
+                        .extend(input[..n].iter().map(|&x| bounded_sample(x)));
                     input = &input[n..];
                     if n == want {
                         c.run_block(out);
@@ -264,6 +261,21 @@ impl StreamResampler {
     }
 }
 
+/// Samples beyond this magnitude (60 dB over full scale) are clipped to it.
+const MAX_SAMPLE: f32 = 1000.0;
+
+/// `x` as the converter may take it: a NaN or infinity would smear over a
+/// whole FFT block, so it counts as 0, and a huge finite value (a corrupt
+/// float stream) would overflow the FFT into NaN, which the converter does
+/// not survive, so it is clipped.
+fn bounded_sample(x: f32) -> f32 {
+    if x.is_finite() {
+        x.clamp(-MAX_SAMPLE, MAX_SAMPLE)
+    } else {
+        0.0
+    }
+}
+
 /// Resamples a whole clip: time-aligned, `round(n * to_hz / from_hz)` samples.
 pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, ResampleError> {
     let mut r = StreamResampler::new(from_hz, to_hz)?;
@@ -278,6 +290,35 @@ pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing found that huge finite samples (0x5f5f5f5f is 1.6e19) made
+    /// rubato panic on a NaN spectrum; they are clipped and the stream goes on.
+    #[test]
+    fn huge_and_non_finite_samples_do_not_break_the_converter() {
+        let mut r = StreamResampler::new(44_100, 16_000).expect("rates");
+        let mut out = Vec::new();
+        let hostile: Vec<f32> = [
+            f32::from_bits(0x5f5f_5f5f),
+            f32::MAX,
+            f32::NAN,
+            f32::INFINITY,
+        ]
+        .into_iter()
+        .cycle()
+        .take(4410)
+        .collect();
+        r.process(&hostile, &mut out);
+        r.process(&vec![0.25; 44_100], &mut out);
+        r.flush(&mut out);
+        assert_eq!(out.len(), 16_000 + 1600);
+        assert!(out.iter().all(|v| v.is_finite()));
+        // The clipped burst is loud, but bounded by the clip level.
+        assert!(
+            out.iter().all(|v| v.abs() <= 2.0 * MAX_SAMPLE),
+            "{:?}",
+            out.iter().fold(0f32, |m, v| m.max(v.abs()))
+        );
+    }
 
     const RATES: [u32; 9] = [
         8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000, 192000,

@@ -147,7 +147,7 @@ impl SerEmotion {
 
     fn error_message(err: &ModelError) -> gst::ErrorMessage {
         match err {
-            ModelError::RuntimeNotFound { .. } => {
+            ModelError::RuntimeNotFound { .. } | ModelError::RuntimeUnusable { .. } => {
                 gst::error_msg!(gst::LibraryError::Init, ["{}", err])
             }
             ModelError::Io { .. } => gst::error_msg!(gst::ResourceError::NotFound, ["{}", err]),

@@ -11,7 +11,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use seremotion_core::features::FeatureConfig;
-use seremotion_core::model::{ModelMetadata, embed_metadata};
+use seremotion_core::model::ModelMetadata;
+use seremotion_core::model::writer::embed_metadata;
 
 use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig};

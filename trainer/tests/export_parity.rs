@@ -5,7 +5,8 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use seremotion_core::model::{Model, ModelMetadata, embed_metadata};
+use seremotion_core::model::writer::embed_metadata;
+use seremotion_core::model::{Model, ModelMetadata};
 use seremotion_trainer::export;
 use seremotion_trainer::net::{EmotionCnn, Ensemble, NetConfig};
 use seremotion_trainer::train::feature_config;

@@ -134,6 +134,9 @@ impl ModelMetadata {
 pub enum ModelError {
     /// The ONNX Runtime shared library could not be loaded.
     RuntimeNotFound { tried: Vec<String>, cause: String },
+    /// An ONNX Runtime library was found but cannot be used (wrong version,
+    /// truncated or not a shared library); loading it was not attempted or failed.
+    RuntimeUnusable { path: PathBuf, problem: String },
     /// The model file could not be read.
     Io { path: PathBuf, cause: String },
     /// The file is not a seremotion model (ONNX parse error, missing key, wrong shape...).
@@ -151,6 +154,13 @@ impl fmt::Display for ModelError {
                  Run `scripts/setup.sh`, or `pip install onnxruntime==1.32.*` and set \
                  SEREMOTION_ORT_LIB to the path of its capi/{ORT_LIBRARY_FILE}",
                 tried.join(", ")
+            ),
+            ModelError::RuntimeUnusable { path, problem } => write!(
+                f,
+                "the ONNX Runtime library {} cannot be used: {problem}. seremotion needs \
+                 ONNX Runtime 1.32 ({ORT_LIBRARY_FILE} from `pip install onnxruntime==1.32.*`); \
+                 run `scripts/setup.sh` or point SEREMOTION_ORT_LIB at a good copy",
+                path.display()
             ),
             ModelError::Io { path, cause } => {
                 write!(f, "cannot read model file {}: {cause}", path.display())

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use crossbeam_queue::SegQueue;
 
@@ -37,9 +38,15 @@ pub struct Model {
     /// The ONNX bytes, to build another session when every idle one is busy.
     bytes: Arc<[u8]>,
     /// Idle sessions. `Session::run` needs `&mut`, so each inference takes one
-    /// out and puts it back: concurrent pipelines never wait on each other,
-    /// and there are never more sessions than inferences ever ran at once.
+    /// out and puts it back: concurrent pipelines do not wait on each other.
     idle: SegQueue<Session>,
+    /// Sessions built so far, at most `max_sessions`.
+    sessions: AtomicUsize,
+    /// More sessions than cores cannot run at once; past that, a caller waits
+    /// for one to come back instead of building another (each costs memory).
+    max_sessions: usize,
+    /// Wakes a caller waiting for a session; used only when all are busy.
+    returned: (Mutex<()>, Condvar),
 }
 
 impl fmt::Debug for Model {
@@ -214,6 +221,9 @@ impl Model {
             window_frames,
             bytes,
             idle,
+            sessions: AtomicUsize::new(1),
+            max_sessions: std::thread::available_parallelism().map_or(1, |n| n.get()) * 2,
+            returned: (Mutex::new(()), Condvar::new()),
         })
     }
 
@@ -277,13 +287,46 @@ impl Model {
         }
         let tensor = TensorRef::from_array_view(([batch, n_features, n_frames], input))
             .map_err(|e| bad_call(e.to_string()))?;
-        let mut session = match self.idle.pop() {
-            Some(session) => session,
-            None => Self::new_session(&self.bytes).map_err(bad_call)?,
-        };
+        let mut session = self.take_session().map_err(bad_call)?;
         let result = run_into(&mut session, tensor, logits);
         self.idle.push(session);
+        self.returned.1.notify_one();
         result.map_err(bad_call)
+    }
+
+    /// An idle session, a new one while there are fewer than `max_sessions`,
+    /// or the next one handed back.
+    fn take_session(&self) -> Result<Session, String> {
+        loop {
+            if let Some(session) = self.idle.pop() {
+                return Ok(session);
+            }
+            let built = self.sessions.load(Ordering::Relaxed);
+            if built < self.max_sessions {
+                if self
+                    .sessions
+                    .compare_exchange(built, built + 1, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Self::new_session(&self.bytes).inspect_err(|_| {
+                        self.sessions.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+                continue;
+            }
+            let guard = self.returned.0.lock().unwrap_or_else(|e| e.into_inner());
+            // The timeout covers a hand-back between the pop above and this wait.
+            let _ = self
+                .returned
+                .1
+                .wait_timeout(guard, std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Sessions this model has built: at most twice the cores, however many
+    /// pipelines share it.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
     }
 
     /// Convenience wrapper around [`Model::logits_into`] that allocates the output.
