@@ -441,6 +441,7 @@ fn report_shows_the_timelines_in_chromium() {
         [c.0, c.1, c.2]
     });
     let counts = count_pixels(&shot, &colors);
+    eprintln!("screenshot pixels of neutral, happy, sad, angry, silence: {counts:?}");
     // The legend's swatches are about 15 x 15 pixels each; three timelines of
     // two 820-pixel rows are tens of thousands. Every call has speech and silence.
     let emotions: usize = counts[..4].iter().sum();
