@@ -180,3 +180,74 @@ pub fn render(results: &[&FileResult], customer_channel: i32) -> Result<String> 
     h.push_str("</body></html>\n");
     Ok(html)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::record::AnalysisSettings;
+
+    fn call(file: &str, channels: &[(i32, f64, f64)]) -> FileResult {
+        let mut result = FileResult::failed(
+            file.into(),
+            AnalysisSettings {
+                per_channel: true,
+                model: None,
+            },
+            String::new(),
+        );
+        result.error = None;
+        result.duration = 60.0;
+        result.labels = ["neutral", "happy", "sad", "angry"]
+            .map(String::from)
+            .to_vec();
+        result.channels = channels
+            .iter()
+            .map(|&(channel, angry, sad)| ChannelSummary {
+                channel,
+                windows: 60,
+                speech_windows: 30,
+                dominant: "neutral".into(),
+                shares: BTreeMap::from([
+                    (ANGRY.to_string(), angry),
+                    (SAD.to_string(), sad),
+                    ("neutral".to_string(), 1.0 - angry - sad),
+                ]),
+            })
+            .collect();
+        result
+    }
+
+    #[test]
+    fn calls_rank_by_the_customer_channel() {
+        let calm = call("calm.wav", &[(0, 0.9, 0.0), (1, 0.1, 0.1)]);
+        let upset = call("upset.wav", &[(0, 0.0, 0.0), (1, 0.5, 0.3)]);
+        let mono = call("mono.wav", &[(0, 0.4, 0.0)]);
+        let no_customer = call("three.wav", &[(0, 0.9, 0.0), (2, 0.9, 0.0)]);
+        let failed = FileResult::failed(
+            "bad.wav".into(),
+            calm.settings.clone(),
+            "cannot <decode>".into(),
+        );
+        let results = [&calm, &failed, &no_customer, &mono, &upset];
+        let order: Vec<&str> = ranked(&results, 1)
+            .iter()
+            .map(|(r, _)| r.file.as_str())
+            .collect();
+        // The agent's anger on calm.wav does not count; mono.wav has one stream.
+        assert_eq!(order, ["upset.wav", "mono.wav", "calm.wav", "three.wav"]);
+        // Channel 0 as the customer turns it round.
+        let order: Vec<&str> = ranked(&results, 0)
+            .iter()
+            .map(|(r, _)| r.file.as_str())
+            .collect();
+        assert_eq!(order, ["calm.wav", "three.wav", "mono.wav", "upset.wav"]);
+
+        let html = render(&results, 1).unwrap();
+        assert!(html.contains("cannot &lt;decode&gt;"));
+        assert_eq!(html.matches("<svg").count(), 4);
+        let first = html.find("<a href=\"#call-1\">upset.wav</a>").unwrap();
+        assert!(first < html.find("<a href=\"#call-2\">mono.wav</a>").unwrap());
+    }
+}
