@@ -79,6 +79,10 @@ struct Counts {
 }
 
 fn run(rate: usize, channels: usize, per_channel: bool) -> Counts {
+    // One pipeline at a time: two inferring at once make the shared model
+    // build a second ONNX session (Rust allocations in `ort`) mid-measurement.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     init();
     let element = gst::ElementFactory::make("seremotion")
         .property_from_str(

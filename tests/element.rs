@@ -83,7 +83,21 @@ fn tone_for(label: usize) -> f64 {
     freq
 }
 
+/// A tone under a syllable-rate envelope (4 Hz, dips of 20 dB): the element's
+/// speech decision takes it for speech, as it would not a steady tone (hum).
 fn sine(freq: f64, rate: u32, amplitude: f64, n: usize) -> Vec<f32> {
+    let tau = 2.0 * std::f64::consts::PI;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let envelope = 0.55 + 0.45 * (tau * 4.0 * t).sin();
+            (amplitude * envelope * (tau * freq * t).sin()) as f32
+        })
+        .collect()
+}
+
+/// A steady tone: no syllables, so never speech.
+fn steady_sine(freq: f64, rate: u32, amplitude: f64, n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| {
             (amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
@@ -467,7 +481,8 @@ fn start_errors_with_model(path: &str) -> Vec<String> {
     start_errors(&element)
 }
 
-/// Starts `element` in a pipeline and returns the error messages on its bus.
+/// Starts `element` in a pipeline and returns the error messages on its bus:
+/// the GError texts applications show, not the debug strings.
 fn start_errors(element: &gst::Element) -> Vec<String> {
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("audiotestsrc")
@@ -484,7 +499,7 @@ fn start_errors(element: &gst::Element) -> Vec<String> {
     let mut errors = Vec::new();
     for msg in bus.iter_timed(gst::ClockTime::from_seconds(10)) {
         match msg.view() {
-            gst::MessageView::Error(e) => errors.push(format!("{} {:?}", e.error(), e.debug())),
+            gst::MessageView::Error(e) => errors.push(e.error().to_string()),
             gst::MessageView::Eos(_) => break,
             _ => (),
         }
@@ -769,9 +784,10 @@ fn gst_launch_pipeline_posts_messages() {
     }
     let _ = pipeline.set_state(gst::State::Null);
     // 150 x 1024 samples at 44.1 kHz = 3.48 s: three full windows and the tail.
+    // A steady tone is no speech (hum is one): every window is silence.
     assert_eq!(emotions.len(), 4, "{emotions:?}");
-    assert!(emotions.iter().all(|e| e == "angry"));
-    assert_eq!(summary.as_deref(), Some("angry"));
+    assert!(emotions.iter().all(|e| e == "silence"), "{emotions:?}");
+    assert_eq!(summary.as_deref(), Some("silence"));
 }
 
 /// The committed ensemble model for call recordings follows the model
@@ -798,4 +814,711 @@ fn committed_ensemble_model_runs_in_the_element() {
         );
     }
     assert_eq!(summaries.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Regression tests for issue 11's defects
+// ---------------------------------------------------------------------------
+
+/// Harvests every buffer the harness has passed downstream, as bytes.
+fn pulled_bytes(h: &mut gst_check::Harness) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(buffer) = h.try_pull() {
+        out.extend_from_slice(&buffer.map_readable().expect("readable"));
+    }
+    out
+}
+
+fn emotions_and_starts(windows: &[Window]) -> Vec<(String, gst::ClockTime)> {
+    windows
+        .iter()
+        .map(|w| (w.emotion.clone(), w.timestamp))
+        .collect()
+}
+
+/// Buffers cut at any byte (sub-buffers at odd offsets, partial samples) are
+/// analysed exactly like aligned ones and pass through bit-identically.
+#[test]
+fn unaligned_and_partial_buffers_work_and_pass_through() {
+    let tone = sine(tone_for(3), 16000, 0.5, 40000);
+    let bytes: Vec<u8> = tone.iter().flat_map(|s| s.to_le_bytes()).collect();
+
+    let aligned = {
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let (mut h, bus) = harness(&element, MONO_16K);
+        push_f32(&mut h, &tone, 16000, 1, gst::ClockTime::ZERO);
+        assert!(h.push_event(gst::event::Eos::new()));
+        emotions_and_starts(&windows(&bus).0)
+    };
+    assert_eq!(aligned.len(), 3, "{aligned:?}");
+
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    // One big buffer, pushed as sub-buffers of odd sizes at odd offsets.
+    let whole = gst::Buffer::from_slice(bytes.clone());
+    let mut offset = 0;
+    for size in [1usize, 3, 5, 6, 4097, 1001, 2, 7].iter().cycle() {
+        if offset >= bytes.len() {
+            break;
+        }
+        let size = (*size).min(bytes.len() - offset);
+        let mut piece = whole
+            .copy_region(gst::BufferCopyFlags::MEMORY, offset..offset + size)
+            .expect("sub-buffer");
+        piece.get_mut().expect("writable").set_pts(if offset == 0 {
+            Some(gst::ClockTime::ZERO)
+        } else {
+            None
+        });
+        h.push(piece).expect("unaligned buffer accepted");
+        offset += size;
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert_eq!(emotions_and_starts(&windows(&bus).0), aligned);
+    assert_eq!(pulled_bytes(&mut h), bytes, "passthrough is bit-identical");
+}
+
+/// A float WAV whose data starts 2 bytes off a 4-byte boundary.
+fn odd_float_wav(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::new();
+    let riff_len = 4 + (8 + 16) + (8 + 2) + (8 + data.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(riff_len as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    wav.extend_from_slice(&channels.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 4 * u32::from(channels)).to_le_bytes());
+    wav.extend_from_slice(&(4 * channels).to_le_bytes());
+    wav.extend_from_slice(&32u16.to_le_bytes());
+    // A 2-byte chunk before the data: the samples start at byte 54.
+    wav.extend_from_slice(b"pad ");
+    wav.extend_from_slice(&2u32.to_le_bytes());
+    wav.extend_from_slice(&[0, 0]);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+/// Runs `description` (with `{}` for the element) to EOS; returns the window
+/// emotions, the summary and every warning text.
+fn run_pipeline(description: &str) -> (Vec<String>, Option<gst::Structure>, Vec<String>) {
+    init();
+    let pipeline = gst::parse::launch(description).expect("pipeline parses");
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("starts");
+    let mut emotions = Vec::new();
+    let mut summary = None;
+    let mut warnings = Vec::new();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Element(e) => {
+                let s = e.structure().expect("structure");
+                if s.name() == "seremotion" {
+                    emotions.push(s.get::<String>("emotion").expect("emotion"));
+                } else if s.name() == "seremotion-summary" {
+                    summary = Some(s.to_owned());
+                }
+            }
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                let _ = pipeline.set_state(gst::State::Null);
+                panic!("{description}: {} ({:?})", e.error(), e.debug())
+            }
+            _ => (),
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    (emotions, summary, warnings)
+}
+
+#[test]
+fn float_wav_at_odd_offsets_through_real_pipelines() {
+    let rate = 44100;
+    let mono = sine(tone_for(3), rate, 0.5, rate as usize * 7 / 2);
+    let stereo: Vec<f32> = mono.iter().flat_map(|&s| [s, s]).collect();
+    let path = std::env::temp_dir().join(format!("seremotion-odd-{}.wav", std::process::id()));
+    std::fs::write(&path, odd_float_wav(&stereo, rate, 2)).expect("write wav");
+    let model = fixture("tone_bands.onnx");
+    for front in [
+        "filesrc location=\"{wav}\" ! wavparse ! audioconvert",
+        "filesrc location=\"{wav}\" blocksize=1001 ! queue ! wavparse",
+        "filesrc location=\"{wav}\" blocksize=777 ! decodebin ! audioconvert",
+    ] {
+        let front = front.replace("{wav}", &path.display().to_string());
+        let description = format!(
+            "{front} ! seremotion model-path=\"{}\" ! fakesink",
+            model.display()
+        );
+        let (emotions, summary, _) = run_pipeline(&description);
+        // 3.5 s: three full windows a second apart, and the tail.
+        assert_eq!(emotions.len(), 4, "{front}: {emotions:?}");
+        assert!(
+            emotions.iter().all(|e| e == "angry"),
+            "{front}: {emotions:?}"
+        );
+        let summary = summary.expect("summary");
+        assert_eq!(summary.get::<&str>("dominant").expect("dominant"), "angry");
+    }
+    // fdsrc, as a shell pipeline would read the file.
+    let file = std::fs::File::open(&path).expect("open wav");
+    use std::os::fd::AsRawFd;
+    let description = format!(
+        "fdsrc fd={} blocksize=999 ! decodebin ! audioconvert ! seremotion model-path=\"{}\" ! fakesink",
+        file.as_raw_fd(),
+        model.display()
+    );
+    let (emotions, _, _) = run_pipeline(&description);
+    assert_eq!(emotions.len(), 4, "fdsrc: {emotions:?}");
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Pushes `samples` in 20 ms buffers whose timestamps are off by `jitter(i)`
+/// (never before zero), with `flags` on every buffer.
+fn push_jittered(
+    h: &mut gst_check::Harness,
+    samples: &[f32],
+    jitter: impl Fn(usize) -> i64,
+    flags: gst::BufferFlags,
+) {
+    let rate = 16000u64;
+    for (i, piece) in samples.chunks(320).enumerate() {
+        let exact = (i as u64 * 320 * 1_000_000_000 / rate) as i64;
+        let pts = gst::ClockTime::from_nseconds((exact + jitter(i)).max(0) as u64);
+        let mut buffer = f32_buffer(piece, Some(pts), 16000, 1);
+        buffer.get_mut().expect("writable").set_flags(flags);
+        h.push(buffer).expect("push");
+    }
+}
+
+#[test]
+fn timestamp_jitter_and_discont_flags_keep_full_windows() {
+    let tone = sine(tone_for(1), 16000, 0.5, 16000 * 4);
+    // A 1 s window of the fixture: 97 frames of 512 samples, 160 apart.
+    let full = gst::ClockTime::from_mseconds(992);
+    // Jitter of 20-50 ms either way, as bursty network audio gets from do-timestamp.
+    let jitter = |i: usize| {
+        let ms = 20 + (i * 37 % 31) as i64;
+        if i.is_multiple_of(3) { -ms } else { ms }
+    };
+    for (what, flags) in [
+        ("jitter", gst::BufferFlags::empty()),
+        (
+            "jitter + DISCONT on every buffer",
+            gst::BufferFlags::DISCONT,
+        ),
+    ] {
+        let element = make_element(Some("tone_bands.onnx"), &[]);
+        let (mut h, bus) = harness(&element, MONO_16K);
+        push_jittered(&mut h, &tone, jitter, flags);
+        let exact_discont = what.contains("DISCONT");
+        assert!(h.push_event(gst::event::Eos::new()));
+        let (ws, _) = windows(&bus);
+        let starts: Vec<u64> = ws.iter().map(|w| w.timestamp.mseconds()).collect();
+        // The grid follows the sample count: one full window a second, then the tail.
+        assert_eq!(ws.len(), 4, "{what}: {starts:?}");
+        assert!(
+            ws[..3]
+                .iter()
+                .all(|w| w.duration >= full && w.emotion == "happy"),
+            "{what} (exact DISCONT {exact_discont}): {starts:?}"
+        );
+        assert_eq!(&starts[..3], [0, 1000, 2000], "{what}");
+    }
+    // Every buffer DISCONT, timestamps exact: still full windows.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_jittered(&mut h, &tone, |_| 0, gst::BufferFlags::DISCONT);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (ws, _) = windows(&bus);
+    assert_eq!(ws.len(), 4);
+    assert!(ws[..3].iter().all(|w| w.duration >= full));
+    // A DISCONT buffer that really jumps restarts the grid at its timestamp.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_f32(&mut h, &tone[..16000], 16000, 1, gst::ClockTime::ZERO);
+    let mut jumped = f32_buffer(
+        &tone[..320],
+        Some(gst::ClockTime::from_seconds(10)),
+        16000,
+        1,
+    );
+    jumped
+        .get_mut()
+        .expect("writable")
+        .set_flags(gst::BufferFlags::DISCONT);
+    h.push(jumped).expect("push");
+    push_f32(
+        &mut h,
+        &tone[320..16000],
+        16000,
+        1,
+        gst::ClockTime::from_nseconds(10_020_000_000),
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (ws, _) = windows(&bus);
+    let starts: Vec<u64> = ws.iter().map(|w| w.timestamp.mseconds()).collect();
+    assert_eq!(starts, [0, 10_000]);
+}
+
+fn time_segment(start: u64, base: u64) -> gst::FormattedSegment<gst::ClockTime> {
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_start(gst::ClockTime::from_seconds(start));
+    segment.set_time(gst::ClockTime::from_seconds(start));
+    segment.set_base(gst::ClockTime::from_seconds(base));
+    segment
+}
+
+fn running_times(bus: &gst::Bus) -> (Vec<Option<gst::ClockTime>>, Vec<gst::Structure>) {
+    let mut times = Vec::new();
+    let mut summaries = Vec::new();
+    while let Some(msg) = bus.pop() {
+        if let gst::MessageView::Element(e) = msg.view() {
+            let s = e.structure().expect("structure");
+            if s.name() == "seremotion" {
+                times.push(
+                    s.get::<Option<gst::ClockTime>>("running-time")
+                        .expect("running-time"),
+                );
+                assert!(
+                    s.get::<Option<gst::ClockTime>>("stream-time")
+                        .expect("stream-time")
+                        .is_some(),
+                    "stream-time is never NONE: {s}"
+                );
+            } else if s.name() == "seremotion-summary" {
+                summaries.push(s.to_owned());
+            }
+        }
+    }
+    (times, summaries)
+}
+
+#[test]
+fn summary_covers_caps_changes_and_segments_keep_running_time_in_order() {
+    // 2 s at 16 kHz, then 2 s at 48 kHz: the summary covers all 4 s.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 2, 32000, gst::ClockTime::ZERO);
+    h.set_src_caps_str("audio/x-raw,format=F32LE,rate=48000,channels=1,layout=interleaved");
+    push_f32(
+        &mut h,
+        &sine(tone_for(2), 48000, 0.5, 96000),
+        48000,
+        1,
+        gst::ClockTime::from_seconds(2),
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (windows, summaries) = windows(&bus);
+    let summary = &summaries[0];
+    assert_eq!(
+        summary.get::<gst::ClockTime>("duration").expect("duration"),
+        gst::ClockTime::from_seconds(4)
+    );
+    assert_eq!(
+        summary.get::<u64>("windows").expect("windows"),
+        windows.len() as u64
+    );
+    assert!(windows.len() >= 4, "{}", windows.len());
+
+    // A new segment (non-flushing) cuts the stretch: its window keeps the old
+    // segment's running time, and running times never go back.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 1, 24000, gst::ClockTime::ZERO);
+    assert!(h.push_event(gst::event::Segment::new(&time_segment(100, 5))));
+    push_tone(&mut h, 1, 24000, gst::ClockTime::from_seconds(100));
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (times, _) = running_times(&bus);
+    let times: Vec<u64> = times
+        .iter()
+        .map(|t| t.expect("running time").mseconds())
+        .collect();
+    // 0-1 s; the 1-1.5 s tail drained at the new segment, in the old one's
+    // running time (1 s, not the new base of 5 s); then the new segment's.
+    assert_eq!(times, [0, 1000, 5000, 6000], "{times:?}");
+
+    // After a seek, the first buffer starts before the segment: times clamp.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    assert!(h.push_event(gst::event::Segment::new(&time_segment(10, 0))));
+    push_tone(&mut h, 1, 32000, gst::ClockTime::from_mseconds(9_800));
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (times, _) = running_times(&bus);
+    assert_eq!(times[0], Some(gst::ClockTime::ZERO), "{times:?}");
+    assert_eq!(times[1], Some(gst::ClockTime::from_mseconds(800)));
+}
+
+/// `n` samples of hum: 50 Hz and its harmonics, as a bad ground adds.
+fn hum(n: usize, rate: u32) -> Vec<f32> {
+    let tau = 2.0 * std::f64::consts::PI;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            (1..=6)
+                .map(|h| 0.2 / h as f64 * (tau * 50.0 * h as f64 * t).sin())
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
+fn white_noise(n: usize, amplitude: f32) -> Vec<f32> {
+    let mut z = 0x2545_F491_4F6C_DD1Du64;
+    (0..n)
+        .map(|_| {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            amplitude * ((z >> 11) as f32 / (1u64 << 52) as f32 - 1.0)
+        })
+        .collect()
+}
+
+#[test]
+fn dc_hum_noise_steady_tones_gaps_and_digital_zero_are_never_an_emotion() {
+    let n = 16000 * 3;
+    let dc: Vec<f32> = white_noise(n, 1e-4).iter().map(|w| 0.3 + w).collect();
+    type Props = &'static [(&'static str, &'static str)];
+    let cases: Vec<(&str, Vec<f32>, Props)> = vec![
+        ("DC offset", dc, &[]),
+        ("mains hum", hum(n, 16000), &[]),
+        ("white noise", white_noise(n, 0.1), &[]),
+        ("steady tone", steady_sine(tone_for(3), 16000, 0.5, n), &[]),
+        (
+            "digital zero, lowest threshold",
+            vec![0.0; n],
+            &[("speech-threshold", "-120"), ("min-speech", "0")],
+        ),
+    ];
+    for model in [Some("tone_bands.onnx"), None] {
+        for (what, audio, props) in &cases {
+            let element = make_element(model, props);
+            let (mut h, bus) = harness(&element, MONO_16K);
+            push_f32(&mut h, audio, 16000, 1, gst::ClockTime::ZERO);
+            assert!(h.push_event(gst::event::Eos::new()));
+            let (windows, summaries) = windows(&bus);
+            assert!(!windows.is_empty());
+            assert!(
+                windows.iter().all(|w| w.emotion == "silence"),
+                "{what} ({model:?}): {:?}",
+                windows.iter().map(|w| &w.emotion).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                summaries[0].get::<&str>("dominant").expect("dominant"),
+                "silence"
+            );
+        }
+    }
+    // GAP buffers are silence, whatever bytes they carry.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    let tone = sine(tone_for(3), 16000, 0.5, 32000);
+    for (i, piece) in tone.chunks(320).enumerate() {
+        let pts = gst::ClockTime::from_mseconds(20 * i as u64);
+        let mut buffer = f32_buffer(piece, Some(pts), 16000, 1);
+        buffer
+            .get_mut()
+            .expect("writable")
+            .set_flags(gst::BufferFlags::GAP);
+        h.push(buffer).expect("push");
+    }
+    // An empty GAP buffer with a duration, then a GAP event: 2 more silent seconds.
+    let mut empty = gst::Buffer::new();
+    {
+        let b = empty.get_mut().expect("writable");
+        b.set_pts(gst::ClockTime::from_seconds(2));
+        b.set_duration(gst::ClockTime::from_seconds(1));
+        b.set_flags(gst::BufferFlags::GAP);
+    }
+    h.push(empty).expect("push");
+    assert!(
+        h.push_event(
+            gst::event::Gap::builder(gst::ClockTime::from_seconds(3))
+                .duration(gst::ClockTime::from_seconds(1))
+                .build()
+        )
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (windows, summaries) = windows(&bus);
+    assert!(windows.iter().all(|w| w.emotion == "silence"));
+    assert_eq!(
+        summaries[0]
+            .get::<gst::ClockTime>("duration")
+            .expect("duration"),
+        gst::ClockTime::from_seconds(4)
+    );
+}
+
+/// `text` spoken by espeak-ng (installed by scripts/setup.sh), 16 kHz mono.
+fn espeak_16k(text: &str) -> Vec<f32> {
+    let out = std::process::Command::new("espeak-ng")
+        .args(["--stdout", "-v", "en-us", text])
+        .output()
+        .expect("espeak-ng runs (scripts/setup.sh installs it)");
+    assert!(out.status.success());
+    // 16-bit mono WAV with a 44-byte header, at espeak-ng's 22050 Hz.
+    let rate = u32::from_le_bytes(out.stdout[24..28].try_into().expect("4 bytes"));
+    let samples: Vec<f32> = out.stdout[44..]
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect();
+    seremotion_core::resample::resample(&samples, rate, 16000).expect("resample")
+}
+
+#[test]
+fn speech_at_10_db_snr_is_still_analysed() {
+    let mut voice = espeak_16k(
+        "Kids are talking by the door. Dogs are sitting by the door. \
+         I can't believe you did that. This is wonderful, thank you so much.",
+    );
+    let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    let gain = 0.03 / rms(&voice);
+    voice.iter_mut().for_each(|v| *v *= gain);
+    let noise = white_noise(voice.len(), 1.0);
+    let noise_gain = rms(&voice) / rms(&noise) / 10f32.powf(0.5);
+    let noisy: Vec<f32> = voice
+        .iter()
+        .zip(&noise)
+        .map(|(v, w)| v + noise_gain * w)
+        .collect();
+    let noise_alone: Vec<f32> = noise.iter().map(|w| noise_gain * w).collect();
+    let analysed = |audio: &[f32]| {
+        let element = make_element(None, &[]);
+        let (mut h, bus) = harness(&element, MONO_16K);
+        push_f32(&mut h, audio, 16000, 1, gst::ClockTime::ZERO);
+        assert!(h.push_event(gst::event::Eos::new()));
+        let (windows, _) = windows(&bus);
+        let speech = windows.iter().filter(|w| w.emotion != "silence").count();
+        (speech, windows.len())
+    };
+    let (speech, total) = analysed(&noisy);
+    assert!(
+        speech * 2 >= total,
+        "10 dB SNR: {speech} of {total} windows analysed"
+    );
+    let (speech, total) = analysed(&noise_alone);
+    assert_eq!(
+        speech, 0,
+        "the noise alone: {speech} of {total} windows analysed"
+    );
+}
+
+#[test]
+fn model_path_set_while_playing_applies_at_next_start_and_models_are_released() {
+    init();
+    let dir = std::env::temp_dir().join(format!("seremotion-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("model.onnx");
+    std::fs::copy(fixture("tone_bands.onnx"), &path).expect("copy");
+    let element = make_element(None, &[("model-path", path.to_str().expect("utf-8"))]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 1, 16000, gst::ClockTime::ZERO);
+    // Changed while PLAYING: the running stream keeps its model, through caps changes too.
+    element.set_property("model-path", fixture("tone_bands_fixed.onnx").to_str());
+    h.set_src_caps_str("audio/x-raw,format=F32LE,rate=32000,channels=1,layout=interleaved");
+    push_f32(
+        &mut h,
+        &sine(tone_for(1), 32000, 0.5, 32000),
+        32000,
+        1,
+        gst::ClockTime::from_seconds(1),
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (windows, _) = windows(&bus);
+    assert!(windows.len() >= 2 && windows.iter().all(|w| w.emotion == "happy"));
+    drop(h);
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rewriting a model file and restarting does not keep the old model alive.
+/// In a child process: other tests load models concurrently.
+#[test]
+fn rewritten_model_files_are_released() {
+    if std::env::var_os("SEREMOTION_TEST_CHILD").is_none() {
+        let status = child_test("rewritten_model_files_are_released")
+            .status()
+            .expect("child runs");
+        assert!(status.success(), "child test failed");
+        return;
+    }
+    init();
+    let dir = std::env::temp_dir().join(format!("seremotion-rewrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("model.onnx");
+    let bytes = std::fs::read(fixture("tone_bands.onnx")).expect("fixture");
+    let element = make_element(None, &[("model-path", path.to_str().expect("utf-8"))]);
+    assert_eq!(seremotion_core::model::models_in_use(), 0);
+    for round in 0..5u8 {
+        // The same graph plus an unknown protobuf field: a new file to the cache.
+        let mut rewritten = bytes.clone();
+        rewritten.extend_from_slice(&[0xfa, 0x0f, 0x01, b'0' + round]);
+        std::fs::write(&path, &rewritten).expect("rewrite");
+        element.set_state(gst::State::Paused).expect("starts");
+        assert_eq!(seremotion_core::model::models_in_use(), 1, "round {round}");
+        element.set_state(gst::State::Null).expect("stops");
+        assert_eq!(seremotion_core::model::models_in_use(), 0, "round {round}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn caps_outside_the_rate_range_get_a_warning_saying_what_helps() {
+    init();
+    // A 4 kHz WAV: wavparse offers caps the element refuses, at run time.
+    let tone = sine(500.0, 4000, 0.5, 8000);
+    let path = std::env::temp_dir().join(format!("seremotion-4k-{}.wav", std::process::id()));
+    std::fs::write(&path, odd_float_wav(&tone, 4000, 1)).expect("write wav");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! wavparse ! seremotion model-path=\"{}\" ! fakesink",
+        path.display(),
+        fixture("tone_bands.onnx").display()
+    ))
+    .expect("parses");
+    let bus = pipeline.bus().expect("bus");
+    let _ = pipeline.set_state(gst::State::Playing);
+    let mut warnings = Vec::new();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(10)) {
+        match msg.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Error(_) | gst::MessageView::Eos(_) => break,
+            _ => (),
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("audioresample") && w.contains("8000") && w.contains("4000")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn nan_logits_are_uncertain_with_a_warning() {
+    init();
+    // The fixture's logit scale 0.1 becomes NaN: every logit is NaN.
+    let mut bare = std::fs::read(fixture("tone_bands_bare.onnx")).expect("fixture");
+    let scale = 0.1f32.to_le_bytes();
+    let at: Vec<usize> = (0..bare.len() - 3)
+        .filter(|&i| bare[i..i + 4] == scale)
+        .collect();
+    assert_eq!(at.len(), 1, "the scale appears once in the fixture");
+    bare[at[0]..at[0] + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let meta = seremotion_core::model::ModelMetadata {
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        sample_rate: 16000,
+        window: 1.0,
+        features: FeatureConfig::default(),
+        training: serde_json::json!({}),
+    };
+    let path = std::env::temp_dir().join(format!("seremotion-nan-{}.onnx", std::process::id()));
+    std::fs::write(
+        &path,
+        seremotion_core::model::writer::embed_metadata(&bare, &meta),
+    )
+    .expect("write");
+    let element = make_element(None, &[("model-path", path.to_str().expect("utf-8"))]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 3, 32000, gst::ClockTime::ZERO);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut warnings = Vec::new();
+    let mut emotions = Vec::new();
+    while let Some(msg) = bus.pop() {
+        match msg.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Element(e) => {
+                let s = e.structure().expect("structure");
+                if s.name() == "seremotion" {
+                    emotions.push(s.get::<String>("emotion").expect("emotion"));
+                    let scores = s.get::<gst::Structure>("scores").expect("scores");
+                    for label in LABELS {
+                        assert!(scores.get::<f64>(label).expect("score").is_finite());
+                    }
+                }
+            }
+            _ => (),
+        }
+    }
+    assert!(
+        !emotions.is_empty() && emotions.iter().all(|e| e == "uncertain"),
+        "{emotions:?}"
+    );
+    assert_eq!(warnings.len(), 1, "one warning per stream: {warnings:?}");
+    assert!(warnings[0].contains("NaN") && warnings[0].contains("seremotion-nan"));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn short_windows_and_extreme_timestamps() {
+    // A 50 ms window is a 50 ms window (rounded to whole frames), not 100 ms.
+    let element = make_element(
+        Some("tone_bands.onnx"),
+        &[("window", "50000000"), ("interval", "50000000")],
+    );
+    let pspec = element.find_property("window").expect("window");
+    let pspec = pspec
+        .downcast_ref::<glib::ParamSpecUInt64>()
+        .expect("uint64");
+    assert_eq!(pspec.minimum(), 0);
+    assert_eq!(element.property::<u64>("window"), 50_000_000);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    push_tone(&mut h, 3, 16000, gst::ClockTime::ZERO);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (ws, _) = windows(&bus);
+    // 50 ms = 800 samples = 2 frames of 512 samples, 160 apart: 35.2 ms each.
+    assert!(ws.len() >= 19, "{}", ws.len());
+    assert_eq!(ws[0].duration, gst::ClockTime::from_nseconds(42_000_000));
+
+    // Timestamps at the end of the clock's range neither panic nor wrap.
+    let element = make_element(Some("tone_bands.onnx"), &[]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    let near_end = gst::ClockTime::MAX - gst::ClockTime::from_mseconds(500);
+    // Only the first buffer is timestamped: the element counts on past the clock's end.
+    let tone = sine(tone_for(3), 16000, 0.5, 32000);
+    for (i, piece) in tone.chunks(320).enumerate() {
+        let pts = (i == 0).then_some(near_end);
+        h.push(f32_buffer(piece, pts, 16000, 1)).expect("push");
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let (ws, _) = windows(&bus);
+    assert!(!ws.is_empty());
+    assert!(ws.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    assert!(ws.iter().all(|w| w.timestamp >= near_end));
+}
+
+#[test]
+fn odd_rates_give_timely_results_on_eight_channels() {
+    // 8 channels at 44101 Hz; 191999 Hz on 2 (its filter is long, and debug builds are slow).
+    for (rate, n) in [(44101u32, 8usize), (191999, 2)] {
+        let element = make_element(Some("tone_bands.onnx"), &[("channel-mode", "per-channel")]);
+        let caps = format!(
+            "audio/x-raw,format=F32LE,rate={rate},channels={n},channel-mask=(bitmask)0,layout=interleaved"
+        );
+        let (mut h, bus) = harness(&element, &caps);
+        let mono = sine(tone_for(2), rate, 0.5, rate as usize * 5 / 2);
+        let interleaved: Vec<f32> = mono
+            .iter()
+            .flat_map(|&s| std::iter::repeat_n(s, n))
+            .collect();
+        push_f32(&mut h, &interleaved, rate, n, gst::ClockTime::ZERO);
+        // 2.5 s in, no EOS yet: the windows at 0 s and 1 s (ending at 1.99 s)
+        // are out on every channel; a resampler holding back a second would not have them.
+        let (ws, _) = windows(&bus);
+        for channel in 0..n as i32 {
+            let starts: Vec<u64> = ws
+                .iter()
+                .filter(|w| w.channel == channel)
+                .map(|w| w.timestamp.seconds())
+                .collect();
+            assert_eq!(starts, [0, 1], "{rate} Hz, channel {channel}");
+        }
+        assert!(ws.iter().all(|w| w.emotion == "sad"), "{rate} Hz");
+    }
 }

@@ -3,7 +3,8 @@
 //! This is the element's analysis loop without GStreamer: frames are computed
 //! once each by [`FrameStream`] and kept in a buffer, windows of
 //! `window_frames` frames are taken every `hop_frames` frames, windows with too
-//! little speech are reported as silence instead of being classified, and the
+//! little speech ([`crate::speech`]: voice-band energy that rises above the
+//! noise floor) are reported as silence instead of being classified, and the
 //! rest go through the model. The trainer's evaluation runs clips through
 //! [`classify_clip`], which is this same loop, so reported accuracy is the
 //! accuracy of the element.
@@ -12,10 +13,11 @@ use std::sync::Arc;
 
 use crate::features::{self, FrameStream};
 use crate::model::{self, Model, ModelError};
+use crate::speech::SpeechDetector;
 
 /// Default hop between window starts, in seconds.
 pub const DEFAULT_INTERVAL: f64 = 1.0;
-/// Frames quieter than this (RMS, dBFS) are not speech.
+/// Frames whose voice-band level (RMS, dBFS) is at or below this are not speech.
 pub const DEFAULT_SPEECH_THRESHOLD_DB: f32 = -55.0;
 /// A window needs at least this fraction of speech frames to be classified.
 pub const DEFAULT_MIN_SPEECH_RATIO: f32 = 0.2;
@@ -42,6 +44,33 @@ impl AnalyzerSettings {
     }
 }
 
+/// Largest clock time in nanoseconds (GStreamer reserves `u64::MAX` for "none").
+pub const MAX_TIME_NS: u64 = u64::MAX - 1;
+
+/// How long `samples` samples last at `rate` Hz, in nanoseconds, rounded down;
+/// saturates at [`MAX_TIME_NS`] (0 for a rate of 0).
+pub fn samples_to_ns(samples: u64, rate: u32) -> u64 {
+    if rate == 0 {
+        return 0;
+    }
+    let ns = u128::from(samples) * 1_000_000_000 / u128::from(rate);
+    u64::try_from(ns).unwrap_or(MAX_TIME_NS).min(MAX_TIME_NS)
+}
+
+/// Samples in `ns` nanoseconds at `rate` Hz, rounded to the nearest; saturates.
+pub fn ns_to_samples(ns: u64, rate: u32) -> u64 {
+    let samples = (u128::from(ns) * u128::from(rate) + 500_000_000) / 1_000_000_000;
+    u64::try_from(samples).unwrap_or(u64::MAX)
+}
+
+/// `base + samples_to_ns(samples, rate)`, saturating at [`MAX_TIME_NS`]:
+/// extreme timestamps give the last representable time, never an overflow.
+pub fn time_after(base_ns: u64, samples: u64, rate: u32) -> u64 {
+    base_ns
+        .saturating_add(samples_to_ns(samples, rate))
+        .min(MAX_TIME_NS)
+}
+
 /// Whole frames in `seconds` at `frame_rate`, at least one.
 pub fn seconds_to_frames(seconds: f64, frame_rate: f64) -> usize {
     ((seconds * frame_rate).round() as usize).max(1)
@@ -53,15 +82,22 @@ pub fn seconds_to_frames(seconds: f64, frame_rate: f64) -> usize {
 pub struct WindowResult<'a> {
     pub start_frame: u64,
     pub n_frames: usize,
-    /// Fraction of frames above the speech threshold.
+    /// Fraction of frames judged speech (see [`crate::speech`]).
     pub speech_ratio: f32,
     /// Softmax scores in label order; `None` when the window is silence.
     pub scores: Option<&'a [f32]>,
+    /// The model's logits were NaN or infinite: `scores` are uniform and say
+    /// nothing (report the window as uncertain, not as an emotion).
+    pub non_finite: bool,
 }
 
 impl WindowResult<'_> {
-    /// Index and score of the best label, `None` for silence.
+    /// Index and score of the best label, `None` for silence and for
+    /// non-finite model output.
     pub fn top(&self) -> Option<(usize, f32)> {
+        if self.non_finite {
+            return None;
+        }
         self.scores.and_then(argmax)
     }
 }
@@ -91,7 +127,7 @@ pub struct EmotionAnalyzer {
     n_features: usize,
     /// Frame-major features of frames `first_frame..received`, oldest first.
     frames: Vec<f32>,
-    speech: Vec<bool>,
+    speech: SpeechDetector,
     /// Absolute index of the first buffered frame; may lie ahead of `received`
     /// when the interval is longer than the window (those frames are skipped).
     first_frame: u64,
@@ -109,11 +145,13 @@ pub struct EmotionAnalyzer {
 
 impl EmotionAnalyzer {
     pub fn new(model: Arc<Model>, settings: AnalyzerSettings) -> Result<Self, ModelError> {
-        let stream =
-            FrameStream::new(&model.metadata().features).map_err(|e| ModelError::Invalid {
-                origin: model.origin().to_string(),
-                problem: e.to_string(),
-            })?;
+        let invalid = |e: features::FeatureError| ModelError::Invalid {
+            origin: model.origin().to_string(),
+            problem: e.to_string(),
+        };
+        let stream = FrameStream::new(&model.metadata().features).map_err(invalid)?;
+        let speech = SpeechDetector::new(&model.metadata().features, settings.speech_threshold_db)
+            .map_err(invalid)?;
         let n_features = model.n_features();
         let settings = AnalyzerSettings {
             window_frames: model
@@ -126,7 +164,7 @@ impl EmotionAnalyzer {
         let capacity = settings.window_frames.max(MIN_MODEL_FRAMES);
         Ok(Self {
             frames: Vec::with_capacity((settings.window_frames + 1) * n_features),
-            speech: Vec::with_capacity(settings.window_frames + 1),
+            speech,
             tensor: vec![0.0; capacity * n_features],
             packed: vec![0.0; capacity * n_features],
             scores: vec![0.0; model.n_labels()],
@@ -158,7 +196,7 @@ impl EmotionAnalyzer {
     pub fn reset(&mut self) {
         self.stream.reset();
         self.frames.clear();
-        self.speech.clear();
+        self.speech.reset();
         self.first_frame = 0;
         self.received = 0;
         self.next_start = 0;
@@ -171,23 +209,22 @@ impl EmotionAnalyzer {
         samples: &[f32],
         mut on_result: impl FnMut(&WindowResult),
     ) -> Result<(), ModelError> {
-        let threshold = self.settings.speech_threshold_db;
         // The frame callback borrows the stream; the buffers live beside it.
         let Self {
             stream,
             frames,
-            speech,
             first_frame,
             received,
             ..
         } = self;
-        stream.push(samples, |frame, rms_db| {
+        stream.push(samples, |frame, _| {
             if *received >= *first_frame {
                 frames.extend_from_slice(frame);
-                speech.push(rms_db > threshold);
             }
             *received += 1;
         });
+        // Same framing, so the detector holds a level for every frame received.
+        self.speech.push(samples);
         // Windows are cut once the chunk's frames are in: inference stays out of
         // the frame callback and results do not depend on how audio is chunked.
         while self.next_start + self.settings.window_frames as u64 <= self.received {
@@ -205,10 +242,11 @@ impl EmotionAnalyzer {
     /// At end of stream: analyses the frames no window has covered yet as one
     /// last window (shorter than usual if the stream was) ending at the last frame.
     pub fn flush(&mut self, mut on_result: impl FnMut(&WindowResult)) -> Result<(), ModelError> {
-        if self.received <= self.analysed_until || self.speech.is_empty() {
+        let buffered = self.buffered_frames();
+        if self.received <= self.analysed_until || buffered == 0 {
             return Ok(());
         }
-        let n = self.speech.len().min(self.settings.window_frames);
+        let n = buffered.min(self.settings.window_frames);
         let start = self.received - n as u64;
         let result = self.analyse(start, n, &mut on_result);
         self.analysed_until = self.received;
@@ -222,10 +260,15 @@ impl EmotionAnalyzer {
         if frame <= self.first_frame {
             return;
         }
-        let drop = ((frame - self.first_frame) as usize).min(self.speech.len());
+        let drop = ((frame - self.first_frame) as usize).min(self.buffered_frames());
         self.frames.drain(..drop * self.n_features);
-        self.speech.drain(..drop);
+        self.speech.forget_before(frame);
         self.first_frame = frame;
+    }
+
+    /// Frames whose features are buffered.
+    fn buffered_frames(&self) -> usize {
+        self.frames.len() / self.n_features
     }
 
     fn analyse(
@@ -235,10 +278,7 @@ impl EmotionAnalyzer {
         on_result: &mut impl FnMut(&WindowResult),
     ) -> Result<(), ModelError> {
         let offset = (start - self.first_frame) as usize;
-        let speech_frames = self.speech[offset..offset + n_frames]
-            .iter()
-            .filter(|&&s| s)
-            .count();
+        let speech_frames = self.speech.count(start, n_frames);
         let speech_ratio = speech_frames as f32 / n_frames as f32;
         if speech_frames == 0 || speech_ratio < self.settings.min_speech_ratio {
             on_result(&WindowResult {
@@ -246,6 +286,7 @@ impl EmotionAnalyzer {
                 n_frames,
                 speech_ratio,
                 scores: None,
+                non_finite: false,
             });
             return Ok(());
         }
@@ -272,12 +313,14 @@ impl EmotionAnalyzer {
         }
         self.model
             .logits_into(tensor, 1, model_frames, &mut self.scores)?;
+        let non_finite = self.scores.iter().any(|v| !v.is_finite());
         model::softmax(&mut self.scores);
         on_result(&WindowResult {
             start_frame: start,
             n_frames,
             speech_ratio,
             scores: Some(&self.scores),
+            non_finite,
         });
         Ok(())
     }
@@ -325,8 +368,12 @@ impl SummaryAccumulator {
         }
     }
 
+    /// Counts a window; silence and non-finite model output add no scores.
     pub fn add(&mut self, result: &WindowResult) {
         self.windows += 1;
+        if result.non_finite {
+            return;
+        }
         if let Some(scores) = result.scores {
             self.speech_windows += 1;
             if let Some((top, _)) = argmax(scores) {
@@ -376,4 +423,45 @@ pub fn classify_clip(
     analyzer.push(samples, |r| acc.add(r))?;
     analyzer.flush(|r| acc.add(r))?;
     Ok(acc.summary())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn time_arithmetic_never_overflows(base in any::<u64>(), samples in any::<u64>(), rate in 1u32..=1_000_000) {
+            let t = time_after(base, samples, rate);
+            prop_assert!(t <= MAX_TIME_NS);
+            prop_assert!(t >= base.min(MAX_TIME_NS));
+            // Monotone in the sample count.
+            prop_assert!(time_after(base, samples.saturating_add(1), rate) >= t);
+        }
+
+        // Any count whose duration fits the clock (2^34 samples last >= 2^34 s > 500 years).
+        #[test]
+        fn samples_and_ns_round_trip(samples in 0u64..(1 << 34), rate in 1u32..=192_000) {
+            let ns = samples_to_ns(samples, rate);
+            prop_assert_eq!(ns_to_samples(ns, rate), samples);
+        }
+
+        #[test]
+        fn seconds_to_frames_is_at_least_one(seconds in 0.0f64..1e6, frame_rate in 0.0f64..1e4) {
+            let frames = seconds_to_frames(seconds, frame_rate);
+            prop_assert!(frames >= 1);
+            prop_assert!((frames as f64 - (seconds * frame_rate).round()).abs() <= 1.0 || frames == 1);
+        }
+    }
+
+    #[test]
+    fn extreme_times_saturate() {
+        assert_eq!(time_after(MAX_TIME_NS, 1, 16000), MAX_TIME_NS);
+        assert_eq!(time_after(u64::MAX, 0, 16000), MAX_TIME_NS);
+        assert_eq!(samples_to_ns(u64::MAX, 1), MAX_TIME_NS);
+        assert_eq!(samples_to_ns(16000, 0), 0);
+        assert_eq!(samples_to_ns(16000, 16000), 1_000_000_000);
+    }
 }

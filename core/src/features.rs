@@ -181,6 +181,16 @@ pub enum FeatureError {
         /// The configured `n_fft`.
         n_fft: usize,
     },
+    /// A size beyond what any speech front end uses; refused before anything
+    /// that large is allocated.
+    TooLarge {
+        /// Name of the offending field.
+        field: &'static str,
+        /// Its value.
+        value: usize,
+        /// The largest value accepted.
+        max: usize,
+    },
     /// `mean` or `std` has the wrong length.
     StatsLength {
         /// `"mean"` or `"std"`.
@@ -238,6 +248,10 @@ impl fmt::Display for FeatureError {
                 "feature config: mel band {band} of {n_mels} contains no FFT bin at n_fft = {n_fft}; \
                  lower n_mels, raise fmin or raise n_fft"
             ),
+            FeatureError::TooLarge { field, value, max } => write!(
+                f,
+                "feature config: `{field}` = {value} is larger than the {max} seremotion accepts"
+            ),
             FeatureError::StatsLength {
                 field,
                 len,
@@ -262,6 +276,13 @@ impl fmt::Display for FeatureError {
 
 impl std::error::Error for FeatureError {}
 
+/// Largest `n_fft` (and `hop_length`): 0.34 s at 192 kHz, far beyond speech analysis.
+pub const MAX_N_FFT: usize = 1 << 16;
+/// Largest `n_mels`.
+pub const MAX_N_MELS: usize = 512;
+/// Largest `sample_rate`, Hz.
+pub const MAX_SAMPLE_RATE: usize = 192_000;
+
 impl FeatureConfig {
     /// Checks that features can be computed with this configuration.
     pub fn validate(&self) -> Result<(), FeatureError> {
@@ -274,6 +295,17 @@ impl FeatureConfig {
         ] {
             if value == 0 {
                 return Err(FeatureError::Zero { field });
+            }
+        }
+        // Bounded first: the filterbank built below is n_mels x n_fft.
+        for (field, value, max) in [
+            ("sample_rate", self.sample_rate as usize, MAX_SAMPLE_RATE),
+            ("n_fft", self.n_fft, MAX_N_FFT),
+            ("hop_length", self.hop_length, MAX_N_FFT),
+            ("n_mels", self.n_mels, MAX_N_MELS),
+        ] {
+            if value > max {
+                return Err(FeatureError::TooLarge { field, value, max });
             }
         }
         if !self.n_fft.is_power_of_two() {

@@ -3,9 +3,10 @@
 //! analyser share one implementation.
 //!
 //! Data flows one way: PCM -> [`resample`] -> [`features`] -> [`analysis`]
-//! (windows, speech decision, aggregation) -> [`model`] -> scores.
+//! (windows, [`speech`] decision, aggregation) -> [`model`] -> scores.
 
 pub mod analysis;
 pub mod features;
 pub mod model;
 pub mod resample;
+pub mod speech;

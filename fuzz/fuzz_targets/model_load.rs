@@ -40,6 +40,9 @@ fuzz_target!(|input: Input| {
         Input::Metadata { key, value } => {
             let mut props: HashMap<String, String> = PROPS.iter().cloned().collect();
             let key = PROPS[usize::from(key) % PROPS.len()].0.clone();
+            // ONNX Runtime hands metadata out as C strings, so it reads a value
+            // only up to a NUL: compare with what it will see.
+            let value = value.map(|v| v.split('\0').next().unwrap_or_default().to_string());
             match value {
                 Some(value) => props.insert(key, value),
                 None => props.remove(&key),

@@ -8,6 +8,8 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // Documents the enum of the `channel-mode` property with the plugin.
+    imp::ChannelMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "seremotion",

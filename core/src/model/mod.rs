@@ -34,6 +34,32 @@ pub const FORMAT_VERSION: &str = "1";
 pub const INPUT_NAME: &str = "features";
 pub const OUTPUT_NAME: &str = "logits";
 
+/// Most labels a model may have.
+pub const MAX_LABELS: usize = 256;
+/// Most feature values (frames x features) in one model window: bounds what
+/// a window costs before anything is allocated (the default uses 12 800).
+pub const MAX_WINDOW_VALUES: usize = 1 << 22;
+/// Names the element reports for windows that are not a label's.
+pub const RESERVED_LABELS: [&str; 2] = ["silence", "uncertain"];
+
+/// Why `label` cannot name a model output: it becomes a field name of the
+/// element's messages and a value applications compare against.
+fn check_label(label: &str) -> Result<(), &'static str> {
+    if RESERVED_LABELS.contains(&label) {
+        return Err("`silence` and `uncertain` are reported by seremotion itself");
+    }
+    if label.len() > 64 {
+        return Err("longer than 64 bytes");
+    }
+    if label.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("contains a control character (e.g. NUL) or white space");
+    }
+    if label.contains(['=', ',', ';', '"', '\\']) {
+        return Err("contains one of = , ; \" \\ (not allowed in a message field name)");
+    }
+    Ok(())
+}
+
 /// Everything a model says about itself through its `seremotion.*` properties.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMetadata {
@@ -74,8 +100,11 @@ impl ModelMetadata {
         }
         let labels: Vec<String> = serde_json::from_str(&get(KEY_LABELS)?)
             .map_err(|e| format!("`{KEY_LABELS}` is not a JSON array of strings: {e}"))?;
-        if labels.is_empty() {
-            return Err(format!("`{KEY_LABELS}` is empty"));
+        if labels.is_empty() || labels.len() > MAX_LABELS {
+            return Err(format!(
+                "`{KEY_LABELS}` has {} labels; a model needs 1 to {MAX_LABELS}",
+                labels.len()
+            ));
         }
         for (i, label) in labels.iter().enumerate() {
             if label.is_empty() || labels[..i].contains(label) {
@@ -83,6 +112,9 @@ impl ModelMetadata {
                     "`{KEY_LABELS}` has an empty or repeated label `{label}`"
                 ));
             }
+            check_label(label).map_err(|problem| {
+                format!("`{KEY_LABELS}` has an unusable label {label:?}: {problem}")
+            })?;
         }
         let sample_rate: u32 = get(KEY_SAMPLE_RATE)?
             .trim()
@@ -115,6 +147,13 @@ impl ModelMetadata {
         if features.frames_in(window_samples) == 0 {
             return Err(format!(
                 "`{KEY_WINDOW}` = {window} s is shorter than one feature frame"
+            ));
+        }
+        let window_values = features.frames_in(window_samples) * features.n_features();
+        if window_values > MAX_WINDOW_VALUES {
+            return Err(format!(
+                "a `{KEY_WINDOW}` = {window} s window holds {window_values} feature values, \
+                 more than the {MAX_WINDOW_VALUES} seremotion accepts"
             ));
         }
         let training: serde_json::Value = serde_json::from_str(&get(KEY_TRAINING)?)
@@ -253,9 +292,51 @@ mod tests {
         props.insert(KEY_LABELS.into(), "[\"a\",\"a\"]".into());
         let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
         assert!(err.contains("repeated"), "{err}");
+        for bad in ["a\0", "a b", "x=y", "silence", "uncertain", "\t"] {
+            let labels = serde_json::to_string(&["ok", bad]).expect("json");
+            props.insert(KEY_LABELS.into(), labels);
+            let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
+            assert!(err.contains("unusable label"), "{bad:?}: {err}");
+        }
         props.insert(KEY_LABELS.into(), "[\"a\",\"b\"]".into());
         props.insert(KEY_SAMPLE_RATE.into(), "8000".into());
         let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
         assert!(err.contains("16000 Hz"), "{err}");
+    }
+
+    #[test]
+    fn huge_feature_configs_are_refused_before_allocating() {
+        let mut meta = ModelMetadata {
+            labels: vec!["a".into(), "b".into()],
+            sample_rate: 16000,
+            window: 2.0,
+            features: FeatureConfig::default(),
+            training: serde_json::Value::Null,
+        };
+        // n_fft = 2^26 once took 17 s to refuse (a 64 x 2^26 filterbank).
+        meta.features.n_fft = 1 << 26;
+        meta.features.win_length = 1 << 26;
+        let props: HashMap<String, String> = meta.to_props().into_iter().collect();
+        let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
+        assert!(
+            err.contains("n_fft") && err.contains("larger than"),
+            "{err}"
+        );
+        meta.features = FeatureConfig {
+            n_mels: 100_000,
+            ..FeatureConfig::default()
+        };
+        let props: HashMap<String, String> = meta.to_props().into_iter().collect();
+        let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
+        assert!(err.contains("n_mels"), "{err}");
+        // A 60 s window of one-sample hops is refused by its size.
+        meta.features = FeatureConfig {
+            hop_length: 1,
+            ..FeatureConfig::default()
+        };
+        meta.window = 60.0;
+        let props: HashMap<String, String> = meta.to_props().into_iter().collect();
+        let err = ModelMetadata::from_props(|k| props.get(k).cloned()).unwrap_err();
+        assert!(err.contains("feature values"), "{err}");
     }
 }

@@ -1,0 +1,455 @@
+//! Speech or not: which frames of a window may be given an emotion.
+//!
+//! Level alone cannot tell speech from a DC offset, mains hum or fan noise:
+//! they are all loud enough. Speech differs in two ways this module measures:
+//!
+//! 1. Its energy sits in the voice band. Each frame's level is the energy
+//!    between [`BAND_LOW_HZ`] and [`BAND_HIGH_HZ`] (Hann-windowed FFT), so a DC
+//!    offset and the 50/60 Hz fundamental of hum do not count at all.
+//! 2. It comes and goes with syllables, several times a second, by 10 dB and
+//!    more. Steady sounds (hum with its harmonics, white or pink noise, a held
+//!    tone) stay within a dB or two of their own level. A frame is speech only
+//!    if it stands [`FLOOR_MARGIN_DB`] above the noise floor, estimated as a
+//!    low percentile of the audible frames of the window and the seconds
+//!    before it. Speech 10 dB above steady noise still rises well clear of it.
+//!
+//! Frames at or below the absolute `threshold_db` (and digital zero at any
+//! threshold) are never speech. Music, which also comes and goes, is not
+//! rejected by this test.
+//!
+//! Framing is that of [`crate::features::FrameStream`] (frame `t` covers
+//! samples `[t * hop, t * hop + n_fft)`), so level `t` belongs to feature frame `t`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use realfft::{RealFftPlanner, RealToComplex};
+use rustfft::num_complex::Complex32;
+
+use crate::features::{FeatureConfig, FeatureError};
+
+/// Lower edge of the voice band, Hz: above DC and the mains fundamental.
+pub const BAND_LOW_HZ: f32 = 150.0;
+/// Upper edge of the voice band, Hz (or 45 % of the sample rate, if lower).
+pub const BAND_HIGH_HZ: f32 = 4000.0;
+/// A speech frame stands at least this far above the noise floor.
+pub const FLOOR_MARGIN_DB: f32 = 6.0;
+/// The noise floor is this quantile of the audible frames' levels.
+pub const FLOOR_QUANTILE: f32 = 0.1;
+/// Seconds of audio before a window that also inform its noise floor.
+pub const HISTORY_SECONDS: f64 = 3.0;
+/// Level reported for digital zero, far below any threshold.
+pub const SILENT_DB: f32 = -300.0;
+
+/// Voice-band level in dBFS (RMS, full-scale square wave = 0 dB) of frames as
+/// they complete, with the framing of the feature extractor.
+pub struct BandLevel {
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Vec<f32>,
+    /// FFT bins of the voice band.
+    band: std::ops::Range<usize>,
+    /// Converts the band's summed bin power to a mean square.
+    scale: f32,
+    n_fft: usize,
+    hop: usize,
+    pending: Vec<f32>,
+    skip: usize,
+    input: Vec<f32>,
+    spectrum: Vec<Complex32>,
+    scratch: Vec<Complex32>,
+}
+
+impl std::fmt::Debug for BandLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BandLevel")
+            .field("n_fft", &self.n_fft)
+            .field("hop", &self.hop)
+            .field("band", &self.band)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BandLevel {
+    pub fn new(cfg: &FeatureConfig) -> Result<Self, FeatureError> {
+        cfg.validate()?;
+        let n = cfg.n_fft;
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
+        // Periodic Hann over the whole frame.
+        let window: Vec<f32> = (0..n)
+            .map(|i| {
+                let x = std::f32::consts::TAU * i as f32 / n as f32;
+                0.5 - 0.5 * x.cos()
+            })
+            .collect();
+        let bin_hz = cfg.sample_rate as f32 / n as f32;
+        let high = BAND_HIGH_HZ.min(0.45 * cfg.sample_rate as f32);
+        let lo = ((BAND_LOW_HZ / bin_hz).ceil() as usize).max(1);
+        let hi = ((high / bin_hz).floor() as usize).min(n / 2);
+        // A frame too short to resolve the band still skips DC.
+        let band = if lo <= hi { lo..hi + 1 } else { 1..n / 2 + 1 };
+        let power: f32 = window.iter().map(|w| w * w).sum();
+        Ok(BandLevel {
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            input: vec![0.0; n],
+            fft,
+            window,
+            band,
+            scale: 2.0 / (n as f32 * power),
+            n_fft: n,
+            hop: cfg.hop_length,
+            pending: Vec::with_capacity(n),
+            skip: 0,
+        })
+    }
+
+    /// Level of one frame of `n_fft` samples.
+    pub fn frame_level(&mut self, frame: &[f32]) -> f32 {
+        for ((dst, &x), &w) in self.input.iter_mut().zip(frame).zip(&self.window) {
+            *dst = if x.is_finite() { x * w } else { 0.0 };
+        }
+        // Sizes are fixed at construction, so the transform cannot fail.
+        self.fft
+            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
+            .expect("FFT buffers sized by the plan");
+        let sum: f32 = self.spectrum[self.band.clone()]
+            .iter()
+            .map(|c| c.norm_sqr())
+            .sum();
+        let mean_square = sum * self.scale;
+        if mean_square > 0.0 && mean_square.is_finite() {
+            (10.0 * mean_square.log10()).max(SILENT_DB)
+        } else {
+            SILENT_DB
+        }
+    }
+
+    /// Appends `samples`; calls `on_level` for every frame completed, in order.
+    pub fn push(&mut self, mut samples: &[f32], mut on_level: impl FnMut(f32)) {
+        while !samples.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(samples.len());
+                self.skip -= n;
+                samples = &samples[n..];
+                continue;
+            }
+            let n = (self.n_fft - self.pending.len()).min(samples.len());
+            self.pending.extend_from_slice(&samples[..n]);
+            samples = &samples[n..];
+            if self.pending.len() == self.n_fft {
+                let pending = std::mem::take(&mut self.pending);
+                on_level(self.frame_level(&pending));
+                self.pending = pending;
+                if self.hop < self.n_fft {
+                    self.pending.copy_within(self.hop.., 0);
+                    self.pending.truncate(self.n_fft - self.hop);
+                } else {
+                    self.pending.clear();
+                    self.skip = self.hop - self.n_fft;
+                }
+            }
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.skip = 0;
+    }
+}
+
+/// Counts the speech frames in `levels[window]`, judging them against the
+/// noise floor of all audible frames in `levels` (the window and what came
+/// before it). `scratch` is reused between calls.
+pub fn count_speech(
+    levels: &[f32],
+    window: std::ops::Range<usize>,
+    threshold_db: f32,
+    scratch: &mut Vec<f32>,
+) -> usize {
+    let audible = |l: f32| l > threshold_db && l > SILENT_DB;
+    scratch.clear();
+    scratch.extend(levels.iter().copied().filter(|&l| audible(l)));
+    if scratch.is_empty() {
+        return 0;
+    }
+    let k = ((scratch.len() - 1) as f32 * FLOOR_QUANTILE) as usize;
+    let (_, &mut floor, _) = scratch.select_nth_unstable_by(k, f32::total_cmp);
+    levels[window]
+        .iter()
+        .filter(|&&l| audible(l) && l > floor + FLOOR_MARGIN_DB)
+        .count()
+}
+
+/// Per-frame speech decisions for a whole clip at the features' rate, exactly
+/// as the element decides them for a stream with the same audio: frame `t` is
+/// judged with the [`HISTORY_SECONDS`] before it and the window of
+/// `window_frames` frames that starts at `t`.
+pub fn speech_mask(
+    cfg: &FeatureConfig,
+    samples: &[f32],
+    threshold_db: f32,
+    window_frames: usize,
+) -> Result<Vec<bool>, FeatureError> {
+    let mut band = BandLevel::new(cfg)?;
+    let mut levels = Vec::new();
+    band.push(samples, |l| levels.push(l));
+    let history = history_frames(cfg);
+    let window_frames = window_frames.max(1);
+    let mut scratch = Vec::new();
+    let mut mask = Vec::with_capacity(levels.len());
+    for t in 0..levels.len() {
+        let lo = t.saturating_sub(history);
+        let hi = (t + window_frames).min(levels.len());
+        mask.push(
+            count_speech(
+                &levels[lo..hi],
+                t - lo..t - lo + 1,
+                threshold_db,
+                &mut scratch,
+            ) == 1,
+        );
+    }
+    Ok(mask)
+}
+
+/// Frames of history kept for the noise floor.
+pub fn history_frames(cfg: &FeatureConfig) -> usize {
+    (HISTORY_SECONDS * cfg.frame_rate()).ceil() as usize
+}
+
+/// Streaming speech decision beside the feature frames of one analyser.
+#[derive(Debug)]
+pub struct SpeechDetector {
+    band: BandLevel,
+    threshold_db: f32,
+    history: usize,
+    /// Levels of frames `first..first + levels.len()`.
+    levels: VecDeque<f32>,
+    first: u64,
+    scratch: Vec<f32>,
+}
+
+impl SpeechDetector {
+    pub fn new(cfg: &FeatureConfig, threshold_db: f32) -> Result<Self, FeatureError> {
+        Ok(SpeechDetector {
+            band: BandLevel::new(cfg)?,
+            threshold_db,
+            history: history_frames(cfg),
+            levels: VecDeque::new(),
+            first: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Frames whose level is known so far.
+    pub fn frames(&self) -> u64 {
+        self.first + self.levels.len() as u64
+    }
+
+    pub fn push(&mut self, samples: &[f32]) {
+        let levels = &mut self.levels;
+        self.band.push(samples, |l| levels.push_back(l));
+    }
+
+    /// Level of absolute frame `frame`, if still held.
+    pub fn level(&self, frame: u64) -> Option<f32> {
+        let i = usize::try_from(frame.checked_sub(self.first)?).ok()?;
+        self.levels.get(i).copied()
+    }
+
+    /// Speech frames among frames `start..start + n` (all must have been pushed).
+    pub fn count(&mut self, start: u64, n: usize) -> usize {
+        let lo = start.saturating_sub(self.history as u64).max(self.first);
+        let end = (start + n as u64).min(self.frames());
+        if end <= start || start < self.first {
+            return 0;
+        }
+        let (a, b) = ((lo - self.first) as usize, (end - self.first) as usize);
+        let levels = self.levels.make_contiguous();
+        count_speech(
+            &levels[a..b],
+            (start - lo) as usize..(end - lo) as usize,
+            self.threshold_db,
+            &mut self.scratch,
+        )
+    }
+
+    /// Forgets levels that no window starting at `frame` or later needs.
+    pub fn forget_before(&mut self, frame: u64) {
+        let keep_from = frame.saturating_sub(self.history as u64);
+        while self.first < keep_from && self.levels.pop_front().is_some() {
+            self.first += 1;
+        }
+        if self.levels.is_empty() {
+            self.first = self.first.max(keep_from);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.band.reset();
+        self.levels.clear();
+        self.first = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 16000;
+
+    /// Deterministic white noise in [-1, 1).
+    fn white(n: usize, seed: u64) -> Vec<f32> {
+        let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                z ^= z << 13;
+                z ^= z >> 7;
+                z ^= z << 17;
+                (z >> 11) as f32 / (1u64 << 52) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Pink noise (Paul Kellet's filter over white noise).
+    fn pink(n: usize, seed: u64) -> Vec<f32> {
+        let mut b = [0.0f32; 7];
+        white(n, seed)
+            .into_iter()
+            .map(|w| {
+                b[0] = 0.99886 * b[0] + w * 0.0555179;
+                b[1] = 0.99332 * b[1] + w * 0.0750759;
+                b[2] = 0.96900 * b[2] + w * 0.153852;
+                b[3] = 0.86650 * b[3] + w * 0.3104856;
+                b[4] = 0.55000 * b[4] + w * 0.5329522;
+                b[5] = -0.7616 * b[5] - w * 0.0168980;
+                let p = b[..6].iter().sum::<f32>() + b[6] + w * 0.5362;
+                b[6] = w * 0.115926;
+                p * 0.11
+            })
+            .collect()
+    }
+
+    fn hum(n: usize, mains: f64, amplitude: f64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / f64::from(RATE);
+                (1..=8)
+                    .map(|h| {
+                        amplitude / h as f64 * (std::f64::consts::TAU * mains * h as f64 * t).sin()
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect()
+    }
+
+    /// Voiced, syllable-modulated sound: harmonics of 140 Hz, 4 syllables a second.
+    fn syllables(n: usize, amplitude: f64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / f64::from(RATE);
+                let env = (std::f64::consts::TAU * 2.0 * t).sin().abs().powf(1.5);
+                let voiced: f64 = (1..=20)
+                    .map(|h| (std::f64::consts::TAU * 140.0 * h as f64 * t).sin() / h as f64)
+                    .sum();
+                (amplitude * env * voiced) as f32
+            })
+            .collect()
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    fn speech_share(samples: &[f32], threshold_db: f32) -> f64 {
+        let cfg = FeatureConfig::default();
+        let mask = speech_mask(&cfg, samples, threshold_db, 200).expect("valid config");
+        mask.iter().filter(|&&s| s).count() as f64 / mask.len() as f64
+    }
+
+    #[test]
+    fn band_level_of_a_sine_is_its_rms() {
+        let cfg = FeatureConfig::default();
+        let mut band = BandLevel::new(&cfg).expect("valid");
+        let x: Vec<f32> = (0..512)
+            .map(|i| 0.5 * (std::f32::consts::TAU * 1000.0 * i as f32 / 16000.0).sin())
+            .collect();
+        let want = 20.0 * (0.5f32 / 2f32.sqrt()).log10();
+        let got = band.frame_level(&x);
+        assert!((got - want).abs() < 0.1, "{got} dB, want {want}");
+        // DC and a 50 Hz fundamental lie below the band.
+        assert_eq!(
+            band.frame_level(&[0.3; 512]),
+            SILENT_DB.max(band.frame_level(&[0.3; 512]))
+        );
+        assert!(band.frame_level(&[0.3; 512]) < -60.0);
+        assert_eq!(band.frame_level(&[0.0; 512]), SILENT_DB);
+    }
+
+    #[test]
+    fn steady_sounds_are_not_speech() {
+        let n = RATE as usize * 6;
+        let dc: Vec<f32> = white(n, 1).iter().map(|w| 0.25 + 1e-4 * w).collect();
+        let noise: Vec<f32> = white(n, 2).iter().map(|w| 0.1 * w).collect();
+        for (name, x) in [
+            ("DC offset", dc),
+            ("50 Hz hum", hum(n, 50.0, 0.2)),
+            ("60 Hz hum", hum(n, 60.0, 0.05)),
+            ("white noise", noise),
+            ("pink noise", pink(n, 3)),
+        ] {
+            for threshold in [-120.0, -55.0] {
+                let share = speech_share(&x, threshold);
+                assert_eq!(
+                    share, 0.0,
+                    "{name} at threshold {threshold} dB: {share} speech"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digital_zero_is_not_speech_at_any_threshold() {
+        assert_eq!(speech_share(&vec![0.0; 32000], -120.0), 0.0);
+        assert_eq!(speech_share(&vec![0.0; 32000], -300.0), 0.0);
+    }
+
+    #[test]
+    fn syllables_in_noise_at_10_db_snr_are_speech() {
+        let n = RATE as usize * 6;
+        let voice = syllables(n, 0.1);
+        let noise = white(n, 4);
+        let gain = rms(&voice) / rms(&noise) / 10f64.powf(10.0 / 20.0);
+        let mix: Vec<f32> = voice
+            .iter()
+            .zip(&noise)
+            .map(|(&v, &w)| v + (gain * f64::from(w)) as f32)
+            .collect();
+        let clean = speech_share(&voice, -55.0);
+        let noisy = speech_share(&mix, -55.0);
+        assert!(clean > 0.5, "clean syllables: {clean}");
+        assert!(noisy > 0.3, "syllables at 10 dB SNR: {noisy}");
+    }
+
+    #[test]
+    fn streaming_detector_matches_the_clip_mask() {
+        let cfg = FeatureConfig::default();
+        let mut x = syllables(RATE as usize * 4, 0.2);
+        x.extend(white(RATE as usize * 4, 9).iter().map(|w| 0.05 * w));
+        let mut det = SpeechDetector::new(&cfg, -55.0).expect("valid");
+        for chunk in x.chunks(777) {
+            det.push(chunk);
+        }
+        let mask = speech_mask(&cfg, &x, -55.0, 1).expect("valid");
+        // The clip mask judges each frame with the history before it and itself.
+        let mut det_mask = Vec::new();
+        for t in 0..det.frames() {
+            det_mask.push(det.count(t, 1) == 1);
+        }
+        assert_eq!(mask.len() as u64, det.frames());
+        assert_eq!(det_mask, mask);
+        det.forget_before(600);
+        assert!(det.level(599 - history_frames(&cfg) as u64).is_none());
+        assert!(det.level(600).is_some());
+    }
+}
