@@ -14,8 +14,8 @@
 # ratio. Each figure is the median of REPEATS runs (default 3; 1 for recordings
 # longer than 20 min). Also:
 #   * the element on a stereo 8 kHz recording in per-channel mode;
-#   * INSTANCES (default 100) pipelines in one process (examples/analyze_recordings
-#     --jobs INSTANCES over the 10 min recording): total peak RSS, and the slowest
+#   * INSTANCES (default 100) pipelines in one process (seremotion-analyze
+#     --jobs INSTANCES over INSTANCES links to the 10 min recording): total peak RSS, and the slowest
 #     pipeline's wall-clock real-time factor (< 1 = every one kept real time).
 #
 # Environment: LENGTHS (seconds, default "10 600 7200"), REFERENCE_LENGTHS (the lengths the
@@ -178,15 +178,17 @@ row "seremotion stereo 8k per-channel" "$audio" "$cpu" "$(median "$work/st" 3)" 
 
 # Many pipelines in one process.
 if [ "$instances" -gt 0 ]; then
-  say "building examples/analyze_recordings"
-  cargo build -q --release --manifest-path "$repo/Cargo.toml" -p gst-plugin-seremotion --example analyze_recordings
-  analyzer="$CARGO_TARGET_DIR/release/examples/analyze_recordings"
+  say "building seremotion-analyze"
+  cargo build -q --release --manifest-path "$repo/Cargo.toml" -p seremotion-analyze --bin seremotion-analyze
+  analyzer="$CARGO_TARGET_DIR/release/seremotion-analyze"
   file=$(make_length "$st_len")
+  # The analyser takes each file once: give it as many names.
+  mkdir -p "$work/many"
   list=()
-  for _ in $(seq "$instances"); do list+=("$file"); done
+  for i in $(seq "$instances"); do ln -sf "$file" "$work/many/$i.wav"; list+=("$work/many/$i.wav"); done
   say "$instances pipelines in one process over $(soxi -D "$file") s each (both cores)"
-  /usr/bin/time -f '%U %S %M %e' -o "$work/many.time" "$analyzer" --jobs "$instances" "${list[@]}" \
-    >"$work/many.out" 2>"$work/many.err" || { cat "$work/many.err" >&2; die "analyze_recordings failed"; }
+  /usr/bin/time -f '%U %S %M %e' -o "$work/many.time" "$analyzer" --jobs "$instances" --out "$work/many-out" "${list[@]}" \
+    >"$work/many.out" 2>"$work/many.err" || { cat "$work/many.err" >&2; die "seremotion-analyze failed"; }
   read -r u s rss wall <"$work/many.time"
   slowest=$(grep -o 'slowest file real-time factor [0-9.]*' "$work/many.err" | awk '{ print $NF }')
   audio_total=$(awk -v a="$(soxi -D "$file")" -v n="$instances" 'BEGIN { print a * n }')

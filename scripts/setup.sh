@@ -8,7 +8,8 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   build directory (default: ~/.cache/seremotion/target, reused between runs)
-#   SEREMOTION_VENV    virtualenv for ONNX Runtime (default: <repo>/.venv)
+#   SEREMOTION_VENV    virtualenv for ONNX Runtime and Ray (default: <repo>/.venv)
+#   SEREMOTION_BIN_DIR where seremotion-analyze goes (default: /usr/local/bin as root, else ~/.cargo/bin)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +17,8 @@ profile=${PROFILE:-release}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/seremotion/target}
 venv=${SEREMOTION_VENV:-$repo/.venv}
 ort_version="1.32.0"
+# Ray for scripts/analyze_on_ray.sh; a cluster's nodes must run the same version.
+ray_version="2.60.0"
 plugin_dir="$HOME/.local/share/gstreamer-1.0/plugins"
 ort_dir="$HOME/.local/lib/seremotion"
 
@@ -27,6 +30,7 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
   pkg-config espeak-ng sox meson ninja-build python3-venv
+  chromium python3-gi gir1.2-gstreamer-1.0
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -63,6 +67,11 @@ fi
 mkdir -p "$ort_dir"
 cmp -s "$ort_lib" "$ort_dir/$(basename "$ort_lib")" || install -m 0755 "$ort_lib" "$ort_dir/"
 
+if ! "$venv/bin/python" -c "import sys, ray; sys.exit(ray.__version__ != '$ray_version')" 2>/dev/null; then
+  say "installing ray $ray_version into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "ray==$ray_version"
+fi
+
 # --- Build and install the plugin ----------------------------------------------
 say "building the plugin ($profile)"
 cargo_flags=(-p gst-plugin-seremotion --lib)
@@ -81,4 +90,24 @@ gst-inspect-1.0 seremotion >/dev/null 2>&1 || {
   gst-inspect-1.0 seremotion || true
   die "GStreamer cannot load $plugin_dir/libgstseremotion.so"
 }
-say "seremotion installed in $plugin_dir (ONNX Runtime: $ort_dir)"
+
+# --- seremotion-analyze (links the element in: works without the plugin) ------
+if [ -n "${SEREMOTION_BIN_DIR:-}" ]; then
+  bin_dir=$SEREMOTION_BIN_DIR
+elif [ "$(id -u)" -eq 0 ]; then
+  bin_dir=/usr/local/bin
+else
+  bin_dir=$HOME/.cargo/bin
+fi
+say "building seremotion-analyze ($profile)"
+analyze_flags=(-p seremotion-analyze --bin seremotion-analyze)
+[ "$profile" = release ] && analyze_flags+=(--release)
+SEREMOTION_ORT_LIB_DEFAULT="$ort_dir/$(basename "$ort_lib")" \
+  cargo build --manifest-path "$repo/Cargo.toml" "${analyze_flags[@]}"
+mkdir -p "$bin_dir"
+# Through a new file and a rename: a running batch keeps its binary.
+install -m 0755 "$CARGO_TARGET_DIR/$profile/seremotion-analyze" "$bin_dir/.seremotion-analyze.tmp"
+mv "$bin_dir/.seremotion-analyze.tmp" "$bin_dir/seremotion-analyze"
+command -v seremotion-analyze >/dev/null ||
+  say "note: $bin_dir is not on PATH; run $bin_dir/seremotion-analyze or add it to PATH"
+say "seremotion installed in $plugin_dir (ONNX Runtime: $ort_dir), seremotion-analyze in $bin_dir"

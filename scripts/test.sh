@@ -20,6 +20,13 @@ cargo clippy -p seremotion-core -p gst-plugin-seremotion --all-targets -- -D war
 step "core and plugin tests"
 cargo test -p seremotion-core -p gst-plugin-seremotion
 
+step "seremotion-analyze: clippy and tests"
+cargo clippy -p seremotion-analyze --all-targets -- -D warnings
+cargo test -p seremotion-analyze
+
+step "seremotion-analyze on a local Ray cluster (head + worker) equals a local run"
+SEREMOTION_ANALYZE="$CARGO_TARGET_DIR/release/seremotion-analyze" scripts/test_ray.sh
+
 step "core: clippy and tests"
 cargo clippy -p seremotion-core --all-targets -- -D warnings
 cargo test -p seremotion-core
