@@ -27,10 +27,6 @@ cargo test -p seremotion-analyze
 step "seremotion-analyze on a local Ray cluster (head + worker) equals a local run"
 SEREMOTION_ANALYZE="$CARGO_TARGET_DIR/release/seremotion-analyze" scripts/test_ray.sh
 
-step "core: clippy and tests"
-cargo clippy -p seremotion-core --all-targets -- -D warnings
-cargo test -p seremotion-core
-
 step "trainer: clippy and tests"
 cargo clippy -p seremotion-trainer --all-targets -- -D warnings
 cargo test -p seremotion-trainer
