@@ -69,6 +69,11 @@ pub enum WindowNormalization {
     /// adds a constant to every log-mel row, so this removes it; loudness then
     /// reaches the model only through variation within the window.
     SubtractMean,
+    /// Subtract one number from every level row: the window's mean log-mel
+    /// level (dB, over bands and frames). A constant gain shifts every level
+    /// row alike, so this removes it while the spectral tilt and the
+    /// loudness contour within the window (arousal cues) stay.
+    SubtractGain,
 }
 
 /// Feature configuration, serialised into the model metadata
@@ -930,20 +935,66 @@ pub fn window_tensor(cfg: &FeatureConfig, frames: &[f32], n_frames: usize, out: 
     if n_frames == 0 {
         return;
     }
+    let gain_shift = match cfg.normalization {
+        WindowNormalization::SubtractGain => window_level_shifts(cfg, frames, n_frames),
+        _ => Vec::new(),
+    };
     for (f, row) in out.chunks_exact_mut(n_frames).enumerate() {
         for (t, o) in row.iter_mut().enumerate() {
             *o = frames[t * nf + f];
         }
-        if cfg.normalization == WindowNormalization::SubtractMean {
-            let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n_frames as f64;
-            let mean = mean as f32;
-            row.iter_mut().for_each(|x| *x -= mean);
+        match cfg.normalization {
+            WindowNormalization::None => {}
+            WindowNormalization::SubtractMean => {
+                let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n_frames as f64;
+                let mean = mean as f32;
+                row.iter_mut().for_each(|x| *x -= mean);
+            }
+            WindowNormalization::SubtractGain => {
+                let shift = gain_shift[f];
+                row.iter_mut().for_each(|x| *x -= shift);
+            }
         }
         if let (Some(&m), Some(&s)) = (cfg.mean.get(f), cfg.std.get(f)) {
             let inv = 1.0 / s;
             row.iter_mut().for_each(|x| *x = (*x - m) * inv);
         }
     }
+}
+
+/// Per feature row, what a gain of the window's mean level adds to it: the
+/// level itself on log-mel and RMS rows, `sqrt(n_mels)` times it on the
+/// orthonormal MFCC c0 row, nothing on the other cepstra and the ZCR row.
+fn window_level_shifts(cfg: &FeatureConfig, frames: &[f32], n_frames: usize) -> Vec<f32> {
+    let nf = cfg.n_features();
+    let mut shifts = vec![0.0f32; nf];
+    let scale = (cfg.n_mels as f64).sqrt();
+    let level = match cfg.kind {
+        FeatureKind::LogMel => {
+            let sum: f64 = frames
+                .chunks_exact(nf)
+                .flat_map(|fr| &fr[..cfg.n_mels])
+                .map(|&x| f64::from(x))
+                .sum();
+            sum / (n_frames * cfg.n_mels) as f64
+        }
+        FeatureKind::Mfcc => {
+            let sum: f64 = frames.chunks_exact(nf).map(|fr| f64::from(fr[0])).sum();
+            sum / n_frames as f64 / scale
+        }
+    };
+    match cfg.kind {
+        FeatureKind::LogMel => shifts[..cfg.n_mels].fill(level as f32),
+        FeatureKind::Mfcc => shifts[0] = (level * scale) as f32,
+    }
+    if cfg.append_rms {
+        let main = match cfg.kind {
+            FeatureKind::LogMel => cfg.n_mels,
+            FeatureKind::Mfcc => cfg.n_mfcc,
+        };
+        shifts[main] = level as f32;
+    }
+    shifts
 }
 
 #[cfg(test)]
@@ -1187,6 +1238,118 @@ mod tests {
         for (p, q) in ta.iter().zip(&tb) {
             assert!((p - q).abs() < 1e-3, "{p} vs {q}");
         }
+    }
+
+    /// Channels-first window of the first `n` frames of `x` under `norm`.
+    fn normalised_window(cfg: &FeatureConfig, x: &[f32], n: usize) -> Vec<f32> {
+        let m = extract(cfg, x).expect("extract");
+        let len = n * cfg.n_features();
+        let mut out = vec![0.0; len];
+        window_tensor(cfg, &m.data[..len], n, &mut out);
+        out
+    }
+
+    #[test]
+    fn each_normalisation_on_a_gain_step_and_a_tilt() {
+        // Bright noise (white) against dark noise (a 1 kHz sine plus quiet
+        // white noise): the tilt differs, and the dark one is 12 dB lower.
+        let base = FeatureConfig {
+            append_rms: true,
+            ..FeatureConfig::default()
+        };
+        let n = 40;
+        let white = noise(16000, 5);
+        let quiet: Vec<f32> = white.iter().map(|v| v * 0.25).collect();
+        let gain = 20.0 * 4f32.log10();
+        let rows = base.n_features();
+        let row_mean = |w: &[f32], f: usize| w[f * n..(f + 1) * n].iter().sum::<f32>() / n as f32;
+
+        // None: the gain reaches every level row in full.
+        let none = FeatureConfig {
+            normalization: WindowNormalization::None,
+            ..base.clone()
+        };
+        let (a, b) = (
+            normalised_window(&none, &white, n),
+            normalised_window(&none, &quiet, n),
+        );
+        for f in 0..rows {
+            let d = row_mean(&a, f) - row_mean(&b, f);
+            assert!((d - gain).abs() < 1e-2, "row {f}: {d} dB, want {gain}");
+        }
+
+        // SubtractMean: every row of every window has mean 0 (tilt gone too).
+        let sub = FeatureConfig {
+            normalization: WindowNormalization::SubtractMean,
+            ..base.clone()
+        };
+        for w in [
+            normalised_window(&sub, &white, n),
+            normalised_window(&sub, &sine(1000.0, 0.5, 16000), n),
+        ] {
+            for f in 0..rows {
+                assert!(row_mean(&w, f).abs() < 1e-3, "row {f}");
+            }
+        }
+
+        // SubtractGain: the gain goes, the spectral shape stays.
+        let gain_only = FeatureConfig {
+            normalization: WindowNormalization::SubtractGain,
+            ..base.clone()
+        };
+        let (a, b) = (
+            normalised_window(&gain_only, &white, n),
+            normalised_window(&gain_only, &quiet, n),
+        );
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-2, "{p} vs {q}");
+        }
+        // The mean over bands and frames is 0, but the sine's band stands
+        // out above the others by what it did before normalisation.
+        let tone = sine(1000.0, 0.5, 16000);
+        let raw = normalised_window(&none, &tone, n);
+        let w = normalised_window(&gain_only, &tone, n);
+        let mel_mean: f32 = (0..base.n_mels).map(|f| row_mean(&w, f)).sum::<f32>() / 64.0;
+        assert!(mel_mean.abs() < 1e-3, "{mel_mean}");
+        let peak = (0..base.n_mels)
+            .max_by(|&i, &j| row_mean(&raw, i).total_cmp(&row_mean(&raw, j)))
+            .unwrap();
+        let (low_raw, low) = (row_mean(&raw, 0), row_mean(&w, 0));
+        let contrast_raw = row_mean(&raw, peak) - low_raw;
+        let contrast = row_mean(&w, peak) - low;
+        assert!(
+            contrast_raw > 30.0,
+            "the tone stands out: {contrast_raw} dB"
+        );
+        assert!((contrast - contrast_raw).abs() < 1e-2, "tilt kept");
+        // The RMS row moves by the same level as the bands.
+        let shift = row_mean(&raw, 0) - row_mean(&w, 0);
+        assert!((row_mean(&raw, 64) - row_mean(&w, 64) - shift).abs() < 1e-3);
+
+        // MFCC: only c0 (and the RMS row) carry the gain.
+        let mfcc = FeatureConfig {
+            kind: FeatureKind::Mfcc,
+            n_mfcc: 13,
+            normalization: WindowNormalization::SubtractGain,
+            ..base.clone()
+        };
+        let (a, b) = (
+            normalised_window(&mfcc, &white, n),
+            normalised_window(&mfcc, &quiet, n),
+        );
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-2, "mfcc: {p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn normalisation_defaults_to_none_for_configs_without_it() {
+        let mut v = serde_json::to_value(FeatureConfig::default()).expect("json");
+        v.as_object_mut().expect("object").remove("normalization");
+        let cfg: FeatureConfig = serde_json::from_value(v).expect("parse");
+        assert_eq!(cfg.normalization, WindowNormalization::None);
+        let gain: WindowNormalization = serde_json::from_str("\"subtract_gain\"").expect("parse");
+        assert_eq!(gain, WindowNormalization::SubtractGain);
     }
 
     #[test]

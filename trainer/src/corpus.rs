@@ -81,6 +81,34 @@ pub struct Clip {
     pub group: String,
 }
 
+/// ASED sentences spoken in every emotion. The others are each spoken in
+/// one emotion only, so their words give the label away: they may be trained
+/// on but are never scored.
+pub const ASED_COMMON_SENTENCES: [&str; 2] = ["01", "02"];
+
+impl Clip {
+    /// The sentence number of an ASED clip, from its file name
+    /// `<x><n>-<ss>-<rr>-<gg>-<bb>` (e.g. `a5-03-01-02-50` is sentence `03`);
+    /// `None` for other corpora and names that do not follow it.
+    pub fn ased_sentence(&self) -> Option<&str> {
+        if self.corpus != "ased" {
+            return None;
+        }
+        let stem = self.path.file_stem()?.to_str()?;
+        let fields: Vec<&str> = stem.split('-').collect();
+        (fields.len() == 5 && all_digits(fields[1], 2)).then_some(fields[1])
+    }
+
+    /// Whether the clip counts in validation and test scores: every clip but
+    /// ASED's emotion-specific sentences (and ASED names without a sentence).
+    pub fn is_scored(&self) -> bool {
+        self.corpus != "ased"
+            || self
+                .ased_sentence()
+                .is_some_and(|s| ASED_COMMON_SENTENCES.contains(&s))
+    }
+}
+
 #[derive(Debug)]
 pub enum CorpusError {
     Io {
@@ -668,6 +696,32 @@ mod tests {
             }) => (corpus, speaker, emotion, group),
             other => panic!("{path}: expected a clip, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn ased_sentence_from_the_file_name_decides_scoring() {
+        let clip = |corpus: &str, path: &str| Clip {
+            path: PathBuf::from(path),
+            corpus: corpus.into(),
+            speaker: "50".into(),
+            emotion: Emotion::Angry,
+            group: "50".into(),
+        };
+        let common = clip("ased", "ased/05Angry/a5-02-01-02-50.flac");
+        assert_eq!(common.ased_sentence(), Some("02"));
+        assert!(common.is_scored());
+        let specific = clip("ased", "ased/05Angry/a5-03-01-02-50.flac");
+        assert_eq!(specific.ased_sentence(), Some("03"));
+        assert!(!specific.is_scored());
+        // The corpus's capital-S quirk keeps its sentence.
+        assert_eq!(
+            clip("ased", "ased/04Sad/S4-01-02-01-29.flac").ased_sentence(),
+            Some("01")
+        );
+        assert!(!clip("ased", "ased/odd.flac").is_scored());
+        let other = clip("ravdess", "ravdess/Actor_01/03-01-05-01-01-01-01.flac");
+        assert_eq!(other.ased_sentence(), None);
+        assert!(other.is_scored());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! gate and score aggregation as the element), so the numbers describe the
 //! element, not a trainer-only code path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use seremotion_core::analysis::{AnalyzerSettings, classify_clip};
 use seremotion_core::model::Model;
 
 use crate::augment::telephone;
-use crate::corpus::{Clip, load_audio};
+use crate::corpus::{ASED_COMMON_SENTENCES, Clip, load_audio};
 use crate::metrics::{Metrics, plot_confusion};
 
 #[derive(Clone, Debug)]
@@ -37,6 +37,8 @@ pub struct ClipPrediction {
     pub speaker: String,
     /// Index into the model's labels.
     pub truth: usize,
+    /// Counts in the scores (false for ASED's emotion-specific sentences).
+    pub scored: bool,
     /// `None` when no window of the clip held speech.
     pub predicted: Option<usize>,
     /// Mean window scores in the model's label order (zeros without speech).
@@ -49,7 +51,10 @@ pub struct EvalReport {
     pub model: String,
     pub telephony: bool,
     pub overall: Metrics,
+    /// Held-out speakers only.
     pub per_corpus: BTreeMap<String, Metrics>,
+    /// Clips of speakers the model trained on or validated with.
+    pub per_corpus_seen: BTreeMap<String, Metrics>,
     pub clips: Vec<ClipPrediction>,
     /// Exactly what was written to `json_out`.
     pub json: serde_json::Value,
@@ -116,6 +121,7 @@ pub fn evaluate_model(
                 path: clip.path.clone(),
                 corpus: clip.corpus.clone(),
                 speaker: clip.speaker.clone(),
+                scored: clip.is_scored(),
                 truth,
                 predicted: summary.dominant(),
                 scores: summary.mean_scores,
@@ -133,14 +139,33 @@ pub fn evaluate_model(
             .unzip();
         Metrics::from_predictions(n_labels, &t, &p)
     };
-    let overall = metrics_of(&|_| true);
+    // Voices the model was trained on or tuned with are not held out: their
+    // clips are reported apart. Unscored clips (ASED's emotion-specific
+    // sentences) count nowhere.
+    let seen = seen_voices(model);
+    let is_seen = |c: &ClipPrediction| seen.contains(&(c.corpus.clone(), c.speaker.clone()));
+    let held_out = |c: &ClipPrediction| c.scored && !is_seen(c);
+    let overall = metrics_of(&held_out);
     let mut per_corpus = BTreeMap::new();
+    let mut per_corpus_seen = BTreeMap::new();
     for clip in clips {
-        if !per_corpus.contains_key(&clip.corpus) {
-            let m = metrics_of(&|c: &ClipPrediction| c.corpus == clip.corpus);
-            per_corpus.insert(clip.corpus.clone(), m);
+        let corpus = &clip.corpus;
+        if !per_corpus.contains_key(corpus) {
+            let m = metrics_of(&|c: &ClipPrediction| held_out(c) && &c.corpus == corpus);
+            if m.n > 0 {
+                per_corpus.insert(corpus.clone(), m);
+            }
+            let m = metrics_of(&|c: &ClipPrediction| c.scored && is_seen(c) && &c.corpus == corpus);
+            if m.n > 0 {
+                per_corpus_seen.insert(corpus.clone(), m);
+            }
         }
     }
+    let unscored = predictions.iter().filter(|c| !c.scored).count();
+    let seen_clips = predictions
+        .iter()
+        .filter(|c| c.scored && is_seen(c))
+        .count();
 
     let channel = if opts.telephony {
         "telephone (8 kHz, G.711 mu-law)"
@@ -164,6 +189,15 @@ pub fn evaluate_model(
             appear in no confusion column",
         "overall": overall,
         "per_corpus": per_corpus,
+        "seen_speakers_rule": "`overall` and `per_corpus` hold only clips of speakers the model \
+            neither trained on nor validated with (its metadata lists them); clips of those \
+            speakers are in `per_corpus_seen_speakers` and are not held-out figures",
+        "per_corpus_seen_speakers": per_corpus_seen,
+        "seen_speaker_clips": seen_clips,
+        "unscored_rule": format!("ASED clips of sentences other than {} are not scored: each is \
+            spoken in one emotion only, so its words give the label away",
+            ASED_COMMON_SENTENCES.join(" and ")),
+        "unscored_clips": unscored,
     });
     write_json(&opts.json_out, &json)?;
 
@@ -188,15 +222,51 @@ pub fn evaluate_model(
     }
 
     print_table(&labels, channel, &overall, &per_corpus);
+    if !per_corpus_seen.is_empty() {
+        println!(
+            "{seen_clips} clips of speakers the model trained on or validated with, NOT held out \
+             (speaker-dependent figures):"
+        );
+        print_table(
+            &labels,
+            channel,
+            &metrics_of(&|c| c.scored && is_seen(c)),
+            &per_corpus_seen,
+        );
+    }
+    if unscored > 0 {
+        println!(
+            "{unscored} ASED clips of sentences other than {} not scored",
+            ASED_COMMON_SENTENCES.join(", ")
+        );
+    }
     Ok(EvalReport {
         labels,
         model: model.origin().to_string(),
         telephony: opts.telephony,
         overall,
         per_corpus,
+        per_corpus_seen,
         clips: predictions,
         json,
     })
+}
+
+/// The (corpus, speaker) pairs the model's `seremotion.training` metadata
+/// lists as training or validation speakers (none for models without them).
+pub fn seen_voices(model: &Model) -> BTreeSet<(String, String)> {
+    let training = &model.metadata().training;
+    ["training_speakers", "validation_speakers"]
+        .iter()
+        .flat_map(|key| training[*key].as_array().into_iter().flatten())
+        .filter_map(|pair| {
+            let pair = pair.as_array()?;
+            Some((
+                pair.first()?.as_str()?.to_string(),
+                pair.get(1)?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Box<dyn Error>> {

@@ -7,6 +7,7 @@
 
 pub mod augment;
 pub mod corpus;
+pub mod cv;
 pub mod eval;
 pub mod export;
 pub mod metrics;

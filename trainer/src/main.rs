@@ -1,57 +1,231 @@
-//! `seremotion-trainer`: train the emotion model, or evaluate one the way the
-//! element runs it.
+//! `seremotion-trainer`: train the emotion model, cross-validate recipes by
+//! speaker, or evaluate a model the way the element runs it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use lexopt::prelude::*;
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use seremotion_core::features::WindowNormalization;
+use seremotion_trainer::cv::{self, CvOptions};
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
 
-const USAGE: &str = "\
-seremotion-trainer: speech-emotion model training and evaluation
+#[derive(Parser)]
+#[command(
+    name = "seremotion-trainer",
+    version,
+    about = "Speech-emotion model training, speaker cross-validation and evaluation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-  seremotion-trainer train (--manifest FILE | --data-dir DIR)... --out DIR [options]
-  seremotion-trainer eval  (--manifest FILE | --data-dir DIR)... --model FILE --json OUT
-                           [--telephony] [--plots DIR]
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model and export it to ONNX with the seremotion metadata.
+    Train(TrainArgs),
+    /// Cross-validate recipes by speaker (k folds) and by corpus.
+    Cv(CvArgs),
+    /// Classify clips the way the element does and report per-corpus metrics.
+    Eval(EvalArgs),
+}
 
-TRAIN OPTIONS:
-  --manifest FILE        CSV manifest (path,corpus,speaker,emotion,...); repeatable
-  --data-dir DIR         folder of CREMA-D/RAVDESS/SAVEE/TESS files under their
-                         original names (WAV or FLAC); repeatable
-  --out DIR              writes NAME.onnx, training.json, REPORT.md, eval/
-  --name NAME            model file name without .onnx [default: default]
-  --seed N               seeds split, augmentation, sampling, init [default: 7]
-  --epochs N             maximum epochs (early stopping may end sooner) [default: 60]
-  --copies N             augmented renditions per training clip [default: 8]
-  --samples N            training windows per epoch [default: 8192]
-  --batch N              batch size [default: 32]
-  --lr X                 initial learning rate (AdamW) [default: 0.002]
-  --window SECONDS       model window [default: 2.0]
-  --channels A,B,..      conv block widths [default: 48,64,80,96]
-  --fmin HZ, --fmax HZ   edges of the mel filterbank, e.g. 300 and 3400 for a
-                         telephone-band model [default: 20, 8000]
-  --weight-average D     per-batch decay of an exponential weight average that is
-                         validated and exported; 0 = raw weights [default: 0.998]
-  --mixup ALPHA          blend each batch with a shuffled copy of itself (and the
-                         labels alike), weight ~ Beta(ALPHA, ALPHA), e.g. 0.2;
-                         0 = off [default: 0]
-  --refit                after choosing the epoch count on validation, train
-                         again on training + validation speakers for that many
-                         epochs and export that model
-  --ensemble N           train N networks from different seeds on the same split
-                         and export their averaged logits as one model [default: 1]
-  --validate-telephone   validate on the validation speakers through the telephone
-                         channel too (early stopping weighs calls and clean alike)
-  --no-eval              skip the held-out test evaluation
+#[derive(Args)]
+struct Data {
+    /// CSV manifest (path,corpus,speaker,emotion,...); repeatable.
+    #[arg(long, value_name = "FILE")]
+    manifest: Vec<PathBuf>,
+    /// Folder of CREMA-D/RAVDESS/SAVEE/TESS files under their original names
+    /// (WAV or FLAC); repeatable.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Vec<PathBuf>,
+}
 
-EVAL OPTIONS:
-  --model FILE           ONNX model following the seremotion contract
-  --json OUT             metrics JSON (labels, overall, per_corpus)
-  --telephony            pass audio through the 8 kHz G.711 mu-law channel first
-  --plots DIR            confusion-matrix PNGs [default: beside OUT]
-";
+impl Data {
+    fn sources(&self) -> Result<Vec<DataSource>> {
+        let sources: Vec<DataSource> = self
+            .manifest
+            .iter()
+            .cloned()
+            .map(DataSource::Manifest)
+            .chain(self.data_dir.iter().cloned().map(DataSource::Folder))
+            .collect();
+        if sources.is_empty() {
+            bail!("give at least one --manifest FILE or --data-dir DIR");
+        }
+        Ok(sources)
+    }
+}
+
+/// Per-window feature normalisation (travels in the model's metadata).
+#[derive(Clone, Copy, ValueEnum)]
+enum Normalization {
+    /// Nothing per window; gain augmentation makes the model robust to level.
+    None,
+    /// Each band's mean over the window removed (gain and spectral tilt go).
+    SubtractMean,
+    /// The window's mean level removed from every band (gain goes, tilt stays).
+    SubtractGain,
+}
+
+impl From<Normalization> for WindowNormalization {
+    fn from(n: Normalization) -> Self {
+        match n {
+            Normalization::None => WindowNormalization::None,
+            Normalization::SubtractMean => WindowNormalization::SubtractMean,
+            Normalization::SubtractGain => WindowNormalization::SubtractGain,
+        }
+    }
+}
+
+/// The training recipe, shared by `train` and `cv`. Defaults live here only.
+#[derive(Args)]
+struct Recipe {
+    #[command(flatten)]
+    data: Data,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Seeds split, augmentation, sampling and initialisation.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Maximum epochs (early stopping may end sooner).
+    #[arg(long, default_value_t = 60)]
+    epochs: usize,
+    /// Augmented renditions per training clip.
+    #[arg(long, default_value_t = 8)]
+    copies: usize,
+    /// Training windows per epoch.
+    #[arg(long = "samples", default_value_t = 8192)]
+    samples_per_epoch: usize,
+    /// Batch size.
+    #[arg(long = "batch", default_value_t = 32)]
+    batch_size: usize,
+    /// Initial learning rate (AdamW).
+    #[arg(long = "lr", default_value_t = 2e-3)]
+    learning_rate: f64,
+    /// Model window in seconds.
+    #[arg(long = "window", default_value_t = 2.0)]
+    window_seconds: f64,
+    /// Conv block widths.
+    #[arg(long, value_delimiter = ',', default_value = "48,64,80,96")]
+    channels: Vec<usize>,
+    /// Lower edge of the mel filterbank in Hz (e.g. 300 for a telephone-band model).
+    #[arg(long)]
+    fmin: Option<f32>,
+    /// Upper edge of the mel filterbank in Hz (e.g. 3400).
+    #[arg(long)]
+    fmax: Option<f32>,
+    /// Per-batch decay of an exponential weight average that is validated and
+    /// exported; 0 = raw weights.
+    #[arg(long, default_value_t = 0.998)]
+    weight_average: f64,
+    /// Blend each batch with a shuffled copy of itself, weight ~ Beta(A, A),
+    /// e.g. 0.2; 0 = off.
+    #[arg(long = "mixup", default_value_t = 0.0)]
+    mixup_alpha: f64,
+    /// Validate on the validation speakers through the telephone channel too.
+    #[arg(long)]
+    validate_telephone: bool,
+}
+
+impl Recipe {
+    fn options(&self) -> Result<TrainOptions> {
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            bail!("--channels needs one or more widths above 0");
+        }
+        Ok(TrainOptions {
+            sources: self.data.sources()?,
+            out: self.out.clone(),
+            seed: self.seed,
+            epochs: self.epochs,
+            copies: self.copies,
+            samples_per_epoch: self.samples_per_epoch,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            window_seconds: self.window_seconds,
+            channels: self.channels.clone(),
+            fmin: self.fmin,
+            fmax: self.fmax,
+            weight_average_decay: self.weight_average,
+            mixup_alpha: self.mixup_alpha,
+            validate_telephone: self.validate_telephone,
+            ..TrainOptions::default()
+        })
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    recipe: Recipe,
+    /// Model file name without .onnx.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Window normalisation the model is trained with.
+    #[arg(long, value_enum, default_value = "subtract-mean")]
+    normalization: Normalization,
+    /// Fraction of each corpus's speakers held out as test speakers; 0 trains
+    /// on every voice but the validation ones (take the figures from `cv`).
+    #[arg(long, default_value_t = 0.15)]
+    test_fraction: f64,
+    /// After choosing the epoch count on validation, train again on training +
+    /// validation speakers for that many epochs and export that model.
+    #[arg(long)]
+    refit: bool,
+    /// Train N networks from different seeds on the same split and export
+    /// their averaged logits as one model.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    ensemble: u64,
+    /// Skip the held-out test evaluation.
+    #[arg(long)]
+    no_eval: bool,
+}
+
+#[derive(Args)]
+struct CvArgs {
+    #[command(flatten)]
+    recipe: Recipe,
+    /// Speaker folds (0 = none, only --leave-one-corpus-out).
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Run only the first N folds of each protocol (a quick smoke run).
+    #[arg(long, value_name = "N")]
+    max_folds: Option<usize>,
+    /// Also train on all corpora but one and test on that one, for each corpus.
+    #[arg(long)]
+    leave_one_corpus_out: bool,
+    /// Recipes to compare, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "subtract-mean"
+    )]
+    normalization: Vec<Normalization>,
+    /// Fraction of each corpus's training speakers used for validation.
+    #[arg(long, default_value_t = 0.15)]
+    val_fraction: f64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    data: Data,
+    /// ONNX model following the seremotion contract.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Metrics JSON (labels, overall, per_corpus).
+    #[arg(long, value_name = "OUT")]
+    json: PathBuf,
+    /// Pass the audio through the 8 kHz G.711 mu-law channel first.
+    #[arg(long)]
+    telephony: bool,
+    /// Folder for the confusion-matrix PNGs [default: beside OUT].
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
     match real_main() {
@@ -64,100 +238,33 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> Result<()> {
-    let mut parser = lexopt::Parser::from_env();
-    let command = match parser.next()? {
-        Some(Value(v)) => v.string()?,
-        Some(Long("help") | Short('h')) | None => {
-            print!("{USAGE}");
-            return Ok(());
+    match Cli::parse().command {
+        Command::Train(a) => {
+            let o = TrainOptions {
+                name: a.name,
+                normalization: a.normalization.into(),
+                test_fraction: a.test_fraction,
+                refit: a.refit,
+                ensemble: a.ensemble as usize,
+                evaluate: !a.no_eval,
+                ..a.recipe.options()?
+            };
+            run::train_command(&o)
         }
-        Some(other) => bail!("{}\n\n{USAGE}", other.unexpected()),
-    };
-    match command.as_str() {
-        "train" => {
-            let opts = parse_train(&mut parser)?;
-            run::train_command(&opts)?;
-        }
-        "eval" => {
-            let mut sources = Vec::new();
-            let mut model = None;
-            let mut json = None;
-            let mut telephony = false;
-            let mut plots = None;
-            while let Some(arg) = parser.next()? {
-                match arg {
-                    Long("manifest") => sources.push(DataSource::Manifest(parser.value()?.into())),
-                    Long("data-dir") => sources.push(DataSource::Folder(parser.value()?.into())),
-                    Long("model") => model = Some(PathBuf::from(parser.value()?)),
-                    Long("json") => json = Some(PathBuf::from(parser.value()?)),
-                    Long("telephony") => telephony = true,
-                    Long("plots") => plots = Some(PathBuf::from(parser.value()?)),
-                    Long("help") | Short('h') => {
-                        print!("{USAGE}");
-                        return Ok(());
-                    }
-                    _ => bail!("{}\n\n{USAGE}", arg.unexpected()),
-                }
-            }
-            let model = model.context("eval needs --model FILE")?;
-            let json = json.context("eval needs --json OUT")?;
-            run::eval_command(&sources, &model, &json, telephony, plots.as_deref())?;
-        }
-        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+        Command::Cv(a) => cv::cv_command(&CvOptions {
+            train: a.recipe.options()?,
+            folds: a.folds,
+            max_folds: a.max_folds,
+            leave_one_corpus_out: a.leave_one_corpus_out,
+            normalizations: a.normalization.into_iter().map(Into::into).collect(),
+            val_fraction: a.val_fraction,
+        }),
+        Command::Eval(a) => run::eval_command(
+            &a.data.sources()?,
+            &a.model,
+            &a.json,
+            a.telephony,
+            a.plots.as_deref(),
+        ),
     }
-    Ok(())
-}
-
-fn parse_train(parser: &mut lexopt::Parser) -> Result<TrainOptions> {
-    let mut o = TrainOptions::default();
-    let mut out = None;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("manifest") => o.sources.push(DataSource::Manifest(parser.value()?.into())),
-            Long("data-dir") => o.sources.push(DataSource::Folder(parser.value()?.into())),
-            Long("out") => out = Some(PathBuf::from(parser.value()?)),
-            Long("name") => o.name = parser.value()?.string()?,
-            Long("seed") => o.seed = parser.value()?.parse()?,
-            Long("epochs") => o.epochs = parser.value()?.parse()?,
-            Long("copies") => o.copies = parser.value()?.parse()?,
-            Long("samples") => o.samples_per_epoch = parser.value()?.parse()?,
-            Long("batch") => o.batch_size = parser.value()?.parse()?,
-            Long("lr") => o.learning_rate = parser.value()?.parse()?,
-            Long("window") => o.window_seconds = parser.value()?.parse()?,
-            Long("channels") => {
-                let v = parser.value()?.string()?;
-                o.channels = v
-                    .split(',')
-                    .map(|c| {
-                        c.trim()
-                            .parse::<usize>()
-                            .with_context(|| format!("--channels: bad width `{c}`"))
-                    })
-                    .collect::<Result<_>>()?;
-            }
-            Long("fmin") => o.fmin = Some(parser.value()?.parse()?),
-            Long("fmax") => o.fmax = Some(parser.value()?.parse()?),
-            Long("weight-average") => o.weight_average_decay = parser.value()?.parse()?,
-            Long("mixup") => o.mixup_alpha = parser.value()?.parse()?,
-            Long("refit") => o.refit = true,
-            Long("ensemble") => {
-                o.ensemble = parser.value()?.parse()?;
-                if o.ensemble == 0 {
-                    bail!("--ensemble needs at least 1 network");
-                }
-            }
-            Long("validate-telephone") => o.validate_telephone = true,
-            Long("no-eval") => o.evaluate = false,
-            Long("help") | Short('h') => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => bail!("{}\n\n{USAGE}", arg.unexpected()),
-        }
-    }
-    o.out = out.context("train needs --out DIR")?;
-    if o.sources.is_empty() {
-        bail!("train needs at least one --manifest FILE or --data-dir DIR");
-    }
-    Ok(o)
 }

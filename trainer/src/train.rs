@@ -7,6 +7,8 @@
 //! element applies, and validation classifies clips the way the element does
 //! (windows every second, speech gating, mean of window probabilities).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
@@ -18,6 +20,8 @@ use burn::tensor::TensorData;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_distr::Distribution;
+use rand_distr::weighted::WeightedAliasIndex;
 use rayon::prelude::*;
 use serde::Serialize;
 use seremotion_core::analysis::{
@@ -79,11 +83,17 @@ impl Utterance {
 }
 
 /// All renditions of one labelled clip; `versions[0]` is the clean one.
+/// Renditions are shared, so cross-validation folds and recipes reuse one
+/// feature computation.
 #[derive(Clone, Debug)]
 pub struct ClipFeatures {
     pub label: usize,
     pub corpus: String,
-    pub versions: Vec<Utterance>,
+    pub speaker: String,
+    /// Counts in validation and test scores (false for ASED sentences that
+    /// are spoken in one emotion only: their words give the label away).
+    pub scored: bool,
+    pub versions: Vec<Arc<Utterance>>,
 }
 
 /// Knobs of one training run; serialised into the report.
@@ -326,12 +336,18 @@ pub fn predict_clips(
 
 /// Validation UA: mean over corpora of each corpus's UA, so that the large,
 /// easy TESS does not hide the harder corpora. Also returns per-corpus UA.
+/// Clips that are not `scored` (ASED's emotion-specific sentences) count in
+/// neither.
 pub fn validation_ua(
     clips: &[ClipFeatures],
     preds: &[usize],
     n_labels: usize,
 ) -> (f32, Vec<(String, f32)>) {
-    let mut corpora: Vec<String> = clips.iter().map(|c| c.corpus.clone()).collect();
+    let mut corpora: Vec<String> = clips
+        .iter()
+        .filter(|c| c.scored)
+        .map(|c| c.corpus.clone())
+        .collect();
     corpora.sort();
     corpora.dedup();
     let per: Vec<(String, f32)> = corpora
@@ -340,7 +356,7 @@ pub fn validation_ua(
             let (truth, pred): (Vec<usize>, Vec<usize>) = clips
                 .iter()
                 .zip(preds)
-                .filter(|(c, _)| c.corpus == corpus)
+                .filter(|(c, _)| c.scored && c.corpus == corpus)
                 .map(|(c, &p)| (c.label, p))
                 .unzip();
             let ua = Metrics::from_predictions(n_labels, &truth, &pred).unweighted_accuracy as f32;
@@ -355,28 +371,32 @@ pub fn validation_ua(
     (mean, per)
 }
 
-/// Sampling weight per clip: every (corpus, emotion) cell gets the same share
-/// within its corpus, and corpora get shares proportional to the square root
-/// of their size (small corpora are not drowned, nor overfitted by a flat
-/// share).
+/// Sampling weight per clip, so that voices rather than clips are what a
+/// batch is made of: corpora get shares proportional to the square root of
+/// their number of speakers (TESS's 1600 clips of two voices do not drown
+/// ASED's 57 voices, nor do 57 voices drown the rest), every speaker the same
+/// share within its corpus, and every emotion the same share within its
+/// speaker.
 pub fn sampling_weights(clips: &[ClipFeatures]) -> Vec<f64> {
-    use std::collections::HashMap;
-    let mut cell: HashMap<(&str, usize), usize> = HashMap::new();
-    let mut corpus: HashMap<&str, usize> = HashMap::new();
-    let mut cells_in: HashMap<&str, usize> = HashMap::new();
+    let mut cell: HashMap<(&str, &str, usize), usize> = HashMap::new();
+    let mut emotions_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut speakers_of: HashMap<&str, usize> = HashMap::new();
     for c in clips {
-        *cell.entry((&c.corpus, c.label)).or_default() += 1;
-        *corpus.entry(&c.corpus).or_default() += 1;
+        *cell.entry((&c.corpus, &c.speaker, c.label)).or_default() += 1;
     }
-    for (name, _) in cell.keys() {
-        *cells_in.entry(name).or_default() += 1;
+    for &(corpus, speaker, _) in cell.keys() {
+        *emotions_of.entry((corpus, speaker)).or_default() += 1;
+    }
+    for &(corpus, _) in emotions_of.keys() {
+        *speakers_of.entry(corpus).or_default() += 1;
     }
     clips
         .iter()
         .map(|c| {
-            let n_corpus = corpus[c.corpus.as_str()] as f64;
-            n_corpus.sqrt()
-                / (cells_in[c.corpus.as_str()] as f64 * cell[&(c.corpus.as_str(), c.label)] as f64)
+            let n_speakers = speakers_of[c.corpus.as_str()] as f64;
+            let n_emotions = emotions_of[&(c.corpus.as_str(), c.speaker.as_str())] as f64;
+            let n_cell = cell[&(c.corpus.as_str(), c.speaker.as_str(), c.label)] as f64;
+            n_speakers.sqrt() / (n_speakers * n_emotions * n_cell)
         })
         .collect()
 }
@@ -397,15 +417,6 @@ fn crop_start(u: &Utterance, len: usize, rng: &mut StdRng) -> usize {
         }
     }
     best.0
-}
-
-/// Draws an index from cumulative weights.
-fn draw(cumulative: &[f64], rng: &mut StdRng) -> usize {
-    let total = cumulative.last().copied().unwrap_or(0.0);
-    let x = rng.random::<f64>() * total;
-    cumulative
-        .partition_point(|&c| c <= x)
-        .min(cumulative.len() - 1)
 }
 
 /// Trains `cfg.net` on `train` with early stopping on `val`'s UA.
@@ -448,12 +459,8 @@ pub fn train(
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
         .init(&device);
-    let mut cumulative = sampling_weights(train);
-    let mut acc = 0.0;
-    for w in cumulative.iter_mut() {
-        acc += *w;
-        *w = acc;
-    }
+    let sampler = WeightedAliasIndex::new(sampling_weights(train))
+        .context("sampling weights (every training clip needs a corpus and speaker)")?;
 
     let mut average = WeightAverage::new(cfg.weight_average_decay);
     let mut lr = cfg.learning_rate;
@@ -484,7 +491,7 @@ pub fn train(
             let mut input = vec![0f32; b * nf * len];
             let mut labels = Vec::with_capacity(b);
             for out in input.chunks_exact_mut(nf * len) {
-                let clip = &train[draw(&cumulative, &mut rng)];
+                let clip = &train[sampler.sample(&mut rng)];
                 let u = &clip.versions[rng.random_range(0..clip.versions.len())];
                 let start = crop_start(u, len, &mut rng);
                 window_input(features, u, start, len, len, out);
@@ -717,7 +724,9 @@ pub fn mixup(
     if alpha <= 0.0 || window == 0 {
         return None;
     }
-    let lambda = beta(alpha, rng) as f32;
+    let lambda = rand_distr::Beta::new(alpha, alpha)
+        .map_or(0.5, |b| b.sample(rng))
+        .clamp(0.0, 1.0) as f32;
     let mut partner: Vec<usize> = (0..batch.len() / window).collect();
     partner.shuffle(rng);
     let original = batch.to_vec();
@@ -728,38 +737,6 @@ pub fn mixup(
         }
     }
     Some((lambda, partner))
-}
-
-/// Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha, 1): no
-/// distribution crate needed (rand_distr's current release wants rand 0.10).
-fn beta(alpha: f64, rng: &mut StdRng) -> f64 {
-    let x = gamma(alpha, rng);
-    let y = gamma(alpha, rng);
-    if x + y > 0.0 { x / (x + y) } else { 0.5 }
-}
-
-/// Gamma(shape, 1) by Marsaglia and Tsang; shapes below 1 (mixup's usual
-/// 0.1–0.4) via Gamma(shape + 1) * U^(1 / shape).
-fn gamma(shape: f64, rng: &mut StdRng) -> f64 {
-    if shape < 1.0 {
-        let u: f64 = rng.random::<f64>();
-        return gamma(shape + 1.0, rng) * u.powf(1.0 / shape);
-    }
-    let d = shape - 1.0 / 3.0;
-    let c = 1.0 / (9.0 * d).sqrt();
-    loop {
-        // Standard normal by Box–Muller (1 - U keeps the log finite).
-        let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
-        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        let v = (1.0 + c * z).powi(3);
-        if v <= 0.0 {
-            continue;
-        }
-        let u: f64 = 1.0 - rng.random::<f64>();
-        if u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
-            return d * v;
-        }
-    }
 }
 
 /// Runs `f` over `items` on all cores, keeping order; the first error wins.
@@ -863,6 +840,8 @@ mod tests {
         let clip = |corpus: &str, label| ClipFeatures {
             label,
             corpus: corpus.into(),
+            speaker: "s".into(),
+            scored: true,
             versions: Vec::new(),
         };
         let clips = vec![
@@ -878,5 +857,29 @@ mod tests {
             (label0 - w[3]).abs() < 1e-12,
             "both classes of corpus a weigh the same"
         );
+    }
+
+    #[test]
+    fn sampling_weighs_speakers_not_clips() {
+        let clip = |corpus: &str, speaker: &str, label| ClipFeatures {
+            label,
+            corpus: corpus.into(),
+            speaker: speaker.into(),
+            scored: true,
+            versions: Vec::new(),
+        };
+        // Corpus "big": one voice with 100 clips; corpus "wide": four voices
+        // with one clip each.
+        let mut clips: Vec<ClipFeatures> = (0..100).map(|i| clip("big", "A", i % 4)).collect();
+        for s in ["p", "q", "r", "t"] {
+            clips.push(clip("wide", s, 0));
+        }
+        let w = sampling_weights(&clips);
+        let big: f64 = w[..100].iter().sum();
+        let wide: f64 = w[100..].iter().sum();
+        // sqrt(1) : sqrt(4) speakers.
+        assert!((wide / big - 2.0).abs() < 1e-9, "{wide} / {big}");
+        // Each voice of "wide" weighs the same.
+        assert!(w[100..].iter().all(|&x| (x - w[100]).abs() < 1e-12));
     }
 }

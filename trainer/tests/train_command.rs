@@ -65,6 +65,41 @@ fn train_writes_an_ensemble_model_with_its_report() {
         let n = &training["results"][set]["overall"]["n"];
         assert_eq!(n, 4, "{set}: one held-out actor's four clips");
     }
+    // The metadata lists the voices heard; `eval` keeps them apart.
+    let meta = &model.metadata().training;
+    let listed = |key: &str| -> Vec<String> {
+        meta[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in the metadata"))
+            .iter()
+            .map(|p| {
+                assert_eq!(p[0], "ravdess");
+                p[1].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let (trained, validated) = (listed("training_speakers"), listed("validation_speakers"));
+    assert_eq!((trained.len(), validated.len()), (5, 1));
+    let clips = seremotion_trainer::run::load_clips(&[DataSource::Folder(dir.join("ravdess"))])
+        .expect("clips");
+    let report = seremotion_trainer::eval::evaluate(
+        Some(&out.join("tiny.onnx")),
+        &clips,
+        &seremotion_trainer::eval::EvalOptions {
+            telephony: false,
+            json_out: dir.join("all.json"),
+            plot_dir: None,
+        },
+    )
+    .expect("eval");
+    assert_eq!(report.overall.n, 4, "only the test actor is held out");
+    assert_eq!(report.per_corpus["ravdess"].n, 4);
+    assert_eq!(
+        report.per_corpus_seen["ravdess"].n, 24,
+        "six heard actors apart"
+    );
+    assert_eq!(report.json["seen_speaker_clips"], 24);
+
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(report.contains("ensemble of 2 networks"), "{report}");
     assert!(report.contains("Member 2 (seed"), "{report}");

@@ -34,7 +34,11 @@ pub fn clips(cfg: &FeatureConfig, variants: std::ops::Range<usize>) -> Vec<ClipF
             out.push(ClipFeatures {
                 label,
                 corpus: "synthetic".into(),
-                versions: vec![Utterance::from_audio(cfg, &synthetic(label, v)).expect("features")],
+                speaker: format!("v{v}"),
+                scored: true,
+                versions: vec![std::sync::Arc::new(
+                    Utterance::from_audio(cfg, &synthetic(label, v)).expect("features"),
+                )],
             });
         }
     }

@@ -1,0 +1,659 @@
+//! The `cv` command: cross-validation by speaker, so recipes are compared on
+//! voices no training or checkpoint choice has heard.
+//!
+//! Speakers (never clips) are dealt into `k` folds within each corpus; each
+//! speaker is in exactly one test fold. The validation speakers that choose
+//! the checkpoint come from the training folds. Leave-one-corpus-out trains on
+//! four corpora and tests on the fifth (the cross-language figure). Features
+//! are computed once for all folds and recipes (the window normalisation is
+//! applied when windows are cut, so it is free to vary); test clips are
+//! scored clean and through the telephone channel, ASED on its common
+//! sentences only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::json;
+use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
+use seremotion_core::features::WindowNormalization;
+
+use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
+use crate::metrics::Metrics;
+use crate::net::NetConfig;
+use crate::run::{self, TrainOptions};
+use crate::train::{self, ClipFeatures, feature_config};
+
+/// What to cross-validate and how.
+#[derive(Clone, Debug)]
+pub struct CvOptions {
+    /// Data, training recipe and the output folder (`out`).
+    pub train: TrainOptions,
+    /// Folds of the speaker cross-validation (0 = none, only
+    /// leave-one-corpus-out).
+    pub folds: usize,
+    /// Run only the first this many folds of each protocol (a smoke run).
+    pub max_folds: Option<usize>,
+    /// Also train on all corpora but one and test on that one.
+    pub leave_one_corpus_out: bool,
+    /// Recipes compared: one run per window normalisation.
+    pub normalizations: Vec<WindowNormalization>,
+    /// Fraction of each corpus's training speakers used for validation.
+    pub val_fraction: f64,
+}
+
+/// A (corpus, speaker) pair: the unit folds keep together.
+pub type Voice = (String, String);
+
+/// Test fold of every clip: each corpus's speakers are shuffled (by `seed`
+/// and the corpus name) and dealt round-robin into `k` folds, starting at a
+/// corpus-specific fold so corpora with fewer speakers than folds do not all
+/// land in the first ones.
+pub fn speaker_folds(clips: &[Clip], k: usize, seed: u64) -> Vec<usize> {
+    let k = k.max(1);
+    let mut speakers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for c in clips {
+        speakers.entry(&c.corpus).or_default().insert(&c.speaker);
+    }
+    let mut fold_of: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (corpus, set) in &speakers {
+        let mut rng = corpus_rng(seed, corpus);
+        let mut list: Vec<&str> = set.iter().copied().collect();
+        list.shuffle(&mut rng);
+        let offset = rand::Rng::random_range(&mut rng, 0..k);
+        for (i, s) in list.into_iter().enumerate() {
+            fold_of.insert((corpus, s), (offset + i) % k);
+        }
+    }
+    clips
+        .iter()
+        .map(|c| fold_of[&(c.corpus.as_str(), c.speaker.as_str())])
+        .collect()
+}
+
+/// Validation voices among `train` clips: per corpus, `fraction` of its
+/// speakers (rounded, at least one), but only in corpora with at least three
+/// speakers to train on, so that no corpus is left with a single voice.
+pub fn validation_voices(train: &[&Clip], fraction: f64, seed: u64) -> BTreeSet<Voice> {
+    let mut speakers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for c in train {
+        speakers.entry(&c.corpus).or_default().insert(&c.speaker);
+    }
+    let mut out = BTreeSet::new();
+    for (corpus, set) in speakers {
+        let n = set.len();
+        if n < 3 {
+            continue;
+        }
+        let n_val = ((fraction * n as f64).round() as usize).clamp(1, n - 2);
+        let mut list: Vec<&str> = set.into_iter().collect();
+        list.shuffle(&mut corpus_rng(seed ^ 0x5A17, corpus));
+        for s in list.into_iter().take(n_val) {
+            out.insert((corpus.to_string(), s.to_string()));
+        }
+    }
+    out
+}
+
+fn corpus_rng(seed: u64, corpus: &str) -> ChaCha8Rng {
+    let h = corpus.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    ChaCha8Rng::seed_from_u64(seed ^ h)
+}
+
+fn voice(c: &Clip) -> Voice {
+    (c.corpus.clone(), c.speaker.clone())
+}
+
+/// One train/validation/test partition of the clips (indices).
+#[derive(Clone, Debug)]
+pub struct Partition {
+    pub protocol: &'static str,
+    /// `fold k` or `test <corpus>`.
+    pub name: String,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// The speaker k-fold partitions.
+pub fn kfold_partitions(clips: &[Clip], k: usize, val_fraction: f64, seed: u64) -> Vec<Partition> {
+    let folds = speaker_folds(clips, k, seed);
+    (0..k)
+        .map(|f| {
+            let test: Vec<usize> = (0..clips.len()).filter(|&i| folds[i] == f).collect();
+            let rest: Vec<usize> = (0..clips.len()).filter(|&i| folds[i] != f).collect();
+            split_validation(
+                "speaker k-fold",
+                format!("fold {}", f + 1),
+                clips,
+                test,
+                rest,
+                val_fraction,
+                seed,
+            )
+        })
+        .collect()
+}
+
+/// Leave-one-corpus-out partitions, one per corpus.
+pub fn corpus_partitions(clips: &[Clip], val_fraction: f64, seed: u64) -> Vec<Partition> {
+    let corpora: BTreeSet<&str> = clips.iter().map(|c| c.corpus.as_str()).collect();
+    corpora
+        .into_iter()
+        .map(|corpus| {
+            let test: Vec<usize> = (0..clips.len())
+                .filter(|&i| clips[i].corpus == corpus)
+                .collect();
+            let rest: Vec<usize> = (0..clips.len())
+                .filter(|&i| clips[i].corpus != corpus)
+                .collect();
+            split_validation(
+                "leave one corpus out",
+                format!("test {corpus}"),
+                clips,
+                test,
+                rest,
+                val_fraction,
+                seed,
+            )
+        })
+        .collect()
+}
+
+fn split_validation(
+    protocol: &'static str,
+    name: String,
+    clips: &[Clip],
+    test: Vec<usize>,
+    rest: Vec<usize>,
+    val_fraction: f64,
+    seed: u64,
+) -> Partition {
+    let rest_clips: Vec<&Clip> = rest.iter().map(|&i| &clips[i]).collect();
+    let val_voices = validation_voices(&rest_clips, val_fraction, seed ^ name.len() as u64);
+    let (val, train): (Vec<usize>, Vec<usize>) = rest
+        .into_iter()
+        .partition(|&i| val_voices.contains(&voice(&clips[i])));
+    Partition {
+        protocol,
+        name,
+        train,
+        val,
+        test,
+    }
+}
+
+/// Scores of one corpus in one fold.
+#[derive(Clone, Debug, Serialize)]
+pub struct CorpusScore {
+    /// Scored test clips (ASED: common sentences only).
+    pub clips: usize,
+    pub speakers: usize,
+    pub clean_ua: f64,
+    pub phone_ua: f64,
+}
+
+/// One recipe on one partition.
+#[derive(Clone, Debug, Serialize)]
+pub struct FoldResult {
+    pub recipe: String,
+    pub protocol: String,
+    pub fold: String,
+    pub train_clips: usize,
+    pub val_clips: usize,
+    pub test_voices: Vec<Voice>,
+    pub best_epoch: usize,
+    pub best_val_ua: f32,
+    pub seconds: f64,
+    pub per_corpus: BTreeMap<String, CorpusScore>,
+}
+
+/// Features of every clip, computed once: training renditions (padded clean
+/// plus augmented copies), the clean clip and its telephone copy.
+struct FeatureSet {
+    train: Vec<ClipFeatures>,
+    clean: Vec<ClipFeatures>,
+    phone: Vec<ClipFeatures>,
+}
+
+/// Recipe name as written in the tables.
+pub fn recipe_name(n: WindowNormalization) -> &'static str {
+    match n {
+        WindowNormalization::None => "none (gain augmentation only)",
+        WindowNormalization::SubtractMean => "per-band window mean removed",
+        WindowNormalization::SubtractGain => "window gain removed",
+    }
+}
+
+pub fn cv_command(o: &CvOptions) -> Result<()> {
+    if o.folds == 1 {
+        bail!("--folds must be 0 (none) or at least 2");
+    }
+    if o.folds == 0 && !o.leave_one_corpus_out {
+        bail!("nothing to do: give --folds K (K >= 2) and/or --leave-one-corpus-out");
+    }
+    if o.normalizations.is_empty() {
+        bail!("give at least one --normalization");
+    }
+    let t = &o.train;
+    std::fs::create_dir_all(&t.out).with_context(|| format!("creating {}", t.out.display()))?;
+    let clips = run::load_clips(&t.sources)?;
+    eprintln!("{} clips: {}", clips.len(), corpus::summarize(&clips));
+
+    let mut partitions = Vec::new();
+    if o.folds >= 2 {
+        let mut p = kfold_partitions(&clips, o.folds, o.val_fraction, t.seed);
+        p.truncate(o.max_folds.unwrap_or(usize::MAX));
+        partitions.extend(p);
+    }
+    if o.leave_one_corpus_out {
+        let mut p = corpus_partitions(&clips, o.val_fraction, t.seed);
+        p.truncate(o.max_folds.unwrap_or(usize::MAX));
+        partitions.extend(p);
+    }
+
+    let mut base = feature_config();
+    base.fmin = t.fmin.unwrap_or(base.fmin);
+    base.fmax = t.fmax.unwrap_or(base.fmax);
+    let window_frames =
+        base.frames_in((t.window_seconds * f64::from(base.sample_rate)).round() as usize);
+    let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, base.frame_rate());
+
+    let started = Instant::now();
+    // Features before any normalisation: `window_tensor` applies it later.
+    base.normalization = WindowNormalization::None;
+    let set = FeatureSet {
+        train: run::prepare(&clips, &base, t.copies, window_frames, t.seed)?,
+        clean: run::prepare(&clips, &base, 0, window_frames, t.seed)?,
+        phone: run::prepare_telephone(&clips, &base)?
+            .into_iter()
+            .map(|mut c| {
+                // Scored by corpus, clean and phone apart.
+                c.corpus = c.corpus.trim_end_matches(" phone").to_string();
+                c
+            })
+            .collect(),
+    };
+    eprintln!(
+        "features of {} clips x {} renditions + clean + phone in {:.0} s",
+        clips.len(),
+        t.copies + 1,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut results: Vec<FoldResult> = Vec::new();
+    // Fold-major: an interrupted run still compares every recipe on the
+    // folds it finished.
+    for p in &partitions {
+        for &norm in &o.normalizations {
+            let t0 = Instant::now();
+            eprintln!(
+                "== {} {} | {}: {} train, {} val, {} test clips",
+                p.protocol,
+                p.name,
+                recipe_name(norm),
+                p.train.len(),
+                p.val.len(),
+                p.test.len()
+            );
+            let r = run_partition(o, &clips, &set, p, norm, window_frames, hop_frames)?;
+            eprintln!(
+                "   {} in {:.0} s",
+                r.per_corpus
+                    .iter()
+                    .map(|(c, s)| format!(
+                        "{c} {:.1}/{:.1}",
+                        100.0 * s.clean_ua,
+                        100.0 * s.phone_ua
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t0.elapsed().as_secs_f64()
+            );
+            results.push(r);
+            write_outputs(o, &clips, &results, started.elapsed().as_secs_f64())?;
+        }
+    }
+    eprintln!(
+        "cross-validation done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_partition(
+    o: &CvOptions,
+    clips: &[Clip],
+    set: &FeatureSet,
+    p: &Partition,
+    norm: WindowNormalization,
+    window_frames: usize,
+    hop_frames: usize,
+) -> Result<FoldResult> {
+    let t = &o.train;
+    let pick = |v: &[ClipFeatures], idx: &[usize]| -> Vec<ClipFeatures> {
+        idx.iter().map(|&i| v[i].clone()).collect()
+    };
+    let train_set = pick(&set.train, &p.train);
+    let mut val_set = pick(&set.clean, &p.val);
+    if t.validate_telephone {
+        val_set.extend(p.val.iter().map(|&i| {
+            let mut c = set.phone[i].clone();
+            c.corpus.push_str(" phone");
+            c
+        }));
+    }
+    if val_set.is_empty() {
+        bail!("{} {}: no validation speakers", p.protocol, p.name);
+    }
+    let mut features = feature_config();
+    features.fmin = t.fmin.unwrap_or(features.fmin);
+    features.fmax = t.fmax.unwrap_or(features.fmax);
+    features.normalization = norm;
+    let (mean, std) = train::feature_stats(&features, &train_set, window_frames);
+    features.mean = mean;
+    features.std = std;
+    let mut net = NetConfig::new(features.n_features(), LABELS.len());
+    net.channels = t.channels.clone();
+    let cfg = run::train_config(t, net, window_frames, hop_frames);
+    let t0 = Instant::now();
+    let outcome = train::train(&cfg, &features, &train_set, &val_set, |log, max| {
+        eprintln!(
+            "   epoch {:>3}/{max}  loss {:.4}  val UA {:.3}  {:.0} s",
+            log.epoch, log.loss, log.val_ua, log.seconds
+        );
+    })?;
+
+    let mut per_corpus = BTreeMap::new();
+    let test_clean = pick(&set.clean, &p.test);
+    let test_phone = pick(&set.phone, &p.test);
+    let n_labels = LABELS.len();
+    let predict = |v: &[ClipFeatures]| {
+        train::predict_clips(
+            &outcome.model,
+            &features,
+            v,
+            window_frames,
+            hop_frames,
+            n_labels,
+        )
+    };
+    let (pred_clean, pred_phone) = (predict(&test_clean), predict(&test_phone));
+    let corpora: BTreeSet<&str> = p.test.iter().map(|&i| clips[i].corpus.as_str()).collect();
+    for corpus in corpora {
+        let idx: Vec<usize> = (0..p.test.len())
+            .filter(|&j| test_clean[j].corpus == corpus && test_clean[j].scored)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let truth: Vec<usize> = idx.iter().map(|&j| test_clean[j].label).collect();
+        let ua = |pred: &[usize]| {
+            let pred: Vec<usize> = idx.iter().map(|&j| pred[j]).collect();
+            Metrics::from_predictions(n_labels, &truth, &pred).unweighted_accuracy
+        };
+        let speakers: BTreeSet<&str> = idx
+            .iter()
+            .map(|&j| test_clean[j].speaker.as_str())
+            .collect();
+        per_corpus.insert(
+            corpus.to_string(),
+            CorpusScore {
+                clips: idx.len(),
+                speakers: speakers.len(),
+                clean_ua: ua(&pred_clean),
+                phone_ua: ua(&pred_phone),
+            },
+        );
+    }
+    let test_voices: BTreeSet<Voice> = p.test.iter().map(|&i| voice(&clips[i])).collect();
+    Ok(FoldResult {
+        recipe: recipe_name(norm).to_string(),
+        protocol: p.protocol.to_string(),
+        fold: p.name.clone(),
+        train_clips: p.train.len(),
+        val_clips: p.val.len(),
+        test_voices: test_voices.into_iter().collect(),
+        best_epoch: outcome.best_epoch,
+        best_val_ua: outcome.best_val_ua,
+        seconds: t0.elapsed().as_secs_f64().round(),
+        per_corpus,
+    })
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_spread(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Per (protocol, recipe, corpus): clean and phone UA over the folds.
+fn summarize(results: &[FoldResult]) -> serde_json::Value {
+    let mut cells: BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>, usize)> =
+        BTreeMap::new();
+    for r in results {
+        for (corpus, s) in &r.per_corpus {
+            let e = cells
+                .entry((r.protocol.clone(), r.recipe.clone(), corpus.clone()))
+                .or_default();
+            e.0.push(s.clean_ua);
+            e.1.push(s.phone_ua);
+            e.2 += s.clips;
+        }
+    }
+    let rows: Vec<serde_json::Value> = cells
+        .into_iter()
+        .map(|((protocol, recipe, corpus), (clean, phone, clips))| {
+            let (cm, cs) = mean_spread(&clean);
+            let (pm, ps) = mean_spread(&phone);
+            json!({
+                "protocol": protocol, "recipe": recipe, "corpus": corpus,
+                "folds": clean.len(), "clips": clips,
+                "clean_ua_mean": cm, "clean_ua_sd": cs,
+                "phone_ua_mean": pm, "phone_ua_sd": ps,
+            })
+        })
+        .collect();
+    json!(rows)
+}
+
+fn corpus_note(corpus: &str) -> String {
+    match corpus {
+        "ased" => format!("ased (sentences {} only)", ASED_COMMON_SENTENCES.join(", ")),
+        other => other.to_string(),
+    }
+}
+
+/// The Markdown table: one row per protocol, recipe and corpus.
+pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64) -> String {
+    let t = &o.train;
+    let mut s = String::new();
+    let _ = writeln!(s, "# Cross-validation by speaker\n");
+    let _ = writeln!(
+        s,
+        "Unweighted accuracy (UA, %) on test speakers, mean ± sample standard deviation over \
+         the folds in which the corpus had test speakers; clean / through the telephone channel \
+         (8 kHz, G.711 mu-law). Each speaker is a test speaker in exactly one fold; checkpoints \
+         were chosen on validation speakers from the training folds. ASED is scored on its \
+         common sentences {} only (the others are trained on but never scored). TESS has two \
+         voices: a fold tests one of them with the other in training. Clips classified the \
+         element's way (2 s windows every 1 s, speech gate, mean of window probabilities) by \
+         the trainer's forward pass.\n",
+        ASED_COMMON_SENTENCES.join(" and ")
+    );
+    let _ = writeln!(
+        s,
+        "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
+         validation through the phone too: {}. {:.0} s in all.\n",
+        t.seed, t.epochs, t.samples_per_epoch, t.copies, t.validate_telephone, seconds
+    );
+    let _ = writeln!(
+        s,
+        "| protocol | recipe | corpus | folds | clean UA | phone UA | lost on the phone |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+    let pct = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap_or(f64::NAN) * 100.0;
+    for row in summary.as_array().into_iter().flatten() {
+        let (cm, cs) = (pct(row, "clean_ua_mean"), pct(row, "clean_ua_sd"));
+        let (pm, ps) = (pct(row, "phone_ua_mean"), pct(row, "phone_ua_sd"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {cm:.1} ± {cs:.1} | {pm:.1} ± {ps:.1} | {:.1} |",
+            row["protocol"].as_str().unwrap_or(""),
+            row["recipe"].as_str().unwrap_or(""),
+            corpus_note(row["corpus"].as_str().unwrap_or("")),
+            row["folds"],
+            cm - pm
+        );
+    }
+    s
+}
+
+fn write_outputs(
+    o: &CvOptions,
+    clips: &[Clip],
+    results: &[FoldResult],
+    seconds: f64,
+) -> Result<()> {
+    let summary = summarize(results);
+    let command: Vec<String> = std::env::args().collect();
+    let value = json!({
+        "command": command.join(" "),
+        "corpora": corpus::summarize(clips),
+        "folds": o.folds,
+        "leave_one_corpus_out": o.leave_one_corpus_out,
+        "seed": o.train.seed,
+        "ased_scored_sentences": ASED_COMMON_SENTENCES,
+        "seconds": seconds.round(),
+        "summary": summary,
+        "runs": results,
+    });
+    let out: PathBuf = o.train.out.join("cv.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&value)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    let md = o.train.out.join("cv.md");
+    std::fs::write(&md, render_markdown(&value["summary"], o, seconds))
+        .with_context(|| format!("writing {}", md.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::Emotion;
+
+    fn clips() -> Vec<Clip> {
+        let mut out = Vec::new();
+        for (corpus, n) in [("big", 11), ("pair", 2), ("three", 3)] {
+            for s in 0..n {
+                for e in 0..4 {
+                    for take in 0..2 {
+                        let speaker = format!("{corpus}{s}");
+                        out.push(Clip {
+                            path: PathBuf::from(format!("{corpus}/{speaker}_{e}_{take}.flac")),
+                            corpus: corpus.into(),
+                            speaker: speaker.clone(),
+                            emotion: Emotion::from_index(e).unwrap(),
+                            group: speaker,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn voices(clips: &[Clip], idx: &[usize]) -> BTreeSet<Voice> {
+        idx.iter().map(|&i| voice(&clips[i])).collect()
+    }
+
+    #[test]
+    fn folds_are_speaker_disjoint_and_cover_every_speaker_once() {
+        let clips = clips();
+        for seed in [0, 1, 7] {
+            let parts = kfold_partitions(&clips, 5, 0.15, seed);
+            assert_eq!(parts.len(), 5);
+            let mut tested: Vec<Voice> = Vec::new();
+            for p in &parts {
+                let (tr, va, te) = (
+                    voices(&clips, &p.train),
+                    voices(&clips, &p.val),
+                    voices(&clips, &p.test),
+                );
+                assert!(
+                    tr.is_disjoint(&te),
+                    "{}: train and test share a voice",
+                    p.name
+                );
+                assert!(
+                    va.is_disjoint(&te),
+                    "{}: validation and test share a voice",
+                    p.name
+                );
+                assert!(
+                    tr.is_disjoint(&va),
+                    "{}: train and validation share a voice",
+                    p.name
+                );
+                // Every clip is in exactly one part.
+                assert_eq!(p.train.len() + p.val.len() + p.test.len(), clips.len());
+                // Validation speakers come from corpora with voices to spare.
+                assert!(va.iter().any(|v| v.0 == "big"), "{}: {va:?}", p.name);
+                assert!(va.iter().all(|v| v.0 != "pair"), "{}: {va:?}", p.name);
+                tested.extend(te);
+            }
+            let all: BTreeSet<Voice> = clips.iter().map(voice).collect();
+            assert_eq!(tested.len(), all.len(), "each voice tested exactly once");
+            assert_eq!(tested.into_iter().collect::<BTreeSet<_>>(), all);
+            // Both voices of the two-speaker corpus are not in one fold.
+            let folds = speaker_folds(&clips, 5, seed);
+            let pair: BTreeSet<usize> = clips
+                .iter()
+                .zip(&folds)
+                .filter(|(c, _)| c.corpus == "pair")
+                .map(|(_, &f)| f)
+                .collect();
+            assert_eq!(pair.len(), 2, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn leave_one_corpus_out_tests_each_corpus_on_the_others() {
+        let clips = clips();
+        let parts = corpus_partitions(&clips, 0.15, 3);
+        assert_eq!(parts.len(), 3);
+        for p in &parts {
+            let test_corpora: BTreeSet<&str> =
+                p.test.iter().map(|&i| clips[i].corpus.as_str()).collect();
+            assert_eq!(test_corpora.len(), 1);
+            let c = *test_corpora.iter().next().unwrap();
+            assert!(p.train.iter().chain(&p.val).all(|&i| clips[i].corpus != c));
+            assert_eq!(p.train.len() + p.val.len() + p.test.len(), clips.len());
+        }
+    }
+
+    #[test]
+    fn spread_is_the_sample_standard_deviation() {
+        let (m, s) = mean_spread(&[0.5, 0.7]);
+        assert!((m - 0.6).abs() < 1e-12);
+        assert!((s - 0.02f64.sqrt()).abs() < 1e-12);
+        assert_eq!(mean_spread(&[0.3]), (0.3, 0.0));
+    }
+}
