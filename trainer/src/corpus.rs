@@ -96,7 +96,11 @@ impl Clip {
         }
         let stem = self.path.file_stem()?.to_str()?;
         let fields: Vec<&str> = stem.split('-').collect();
-        (fields.len() == 5 && all_digits(fields[1], 2)).then_some(fields[1])
+        if fields.len() == 5 && all_digits(fields[1], 2) {
+            Some(fields[1])
+        } else {
+            None
+        }
     }
 
     /// Whether the clip counts in validation and test scores: every clip but

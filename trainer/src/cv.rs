@@ -444,10 +444,12 @@ pub fn mean_spread(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// (protocol, recipe, corpus) -> (clean UAs, phone UAs, folds).
+type Cells = BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>, usize)>;
+
 /// Per (protocol, recipe, corpus): clean and phone UA over the folds.
 fn summarize(results: &[FoldResult]) -> serde_json::Value {
-    let mut cells: BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>, usize)> =
-        BTreeMap::new();
+    let mut cells = Cells::new();
     for r in results {
         for (corpus, s) in &r.per_corpus {
             let e = cells

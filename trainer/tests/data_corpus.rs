@@ -38,9 +38,25 @@ fn key(c: &Clip) -> (PathBuf, String, String, Emotion, String) {
 #[test]
 fn folder_scan_agrees_with_the_manifest() {
     let Some(dir) = datasets() else { return };
-    let manifest = load_manifest(&dir.join("MANIFEST.csv")).unwrap();
+    let all = load_manifest(&dir.join("MANIFEST.csv")).unwrap();
+    assert_eq!(all.len(), 5298);
+    // The folder scan knows the corpora with a naming convention of their
+    // own (RAVDESS, SAVEE, TESS, CREMA-D); ASED and nEMO come from the manifest.
+    let manifest: Vec<_> = all
+        .into_iter()
+        .filter(|c| ["tess", "ravdess", "savee"].contains(&c.corpus.as_str()))
+        .collect();
     let scan = scan_folder_report(&dir).unwrap();
-    assert!(scan.unrecognised.is_empty(), "{:?}", scan.unrecognised);
+    let foreign: Vec<_> = scan
+        .unrecognised
+        .iter()
+        .filter(|p| {
+            let p = p.to_string_lossy();
+            !(p.contains("/ased/") || p.contains("/nemo/"))
+        })
+        .take(5)
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:?}");
     assert_eq!(scan.dropped_emotions, 0);
     assert_eq!(manifest.len(), 2384);
     let a: BTreeSet<_> = manifest.iter().map(key).collect();

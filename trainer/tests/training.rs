@@ -10,8 +10,16 @@ mod synthetic;
 use seremotion_trainer::train::feature_config;
 use synthetic::{clips, normalised_features, small_config, small_net, train_val_features};
 
+/// burn's backend seed is process-wide: trainings in parallel tests would
+/// draw from each other's generator, so the tests of this file take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn tiny_training_run_lowers_the_loss() {
+    let _serial = serial();
     let window_frames = 40;
     let (train_set, val_set, features) = train_val_features(window_frames);
     let cfg = small_config(small_net(&features), window_frames);
@@ -28,6 +36,7 @@ fn tiny_training_run_lowers_the_loss() {
 
 #[test]
 fn a_refit_runs_its_schedule_without_validation() {
+    let _serial = serial();
     let window_frames = 40;
     let train_set = clips(&feature_config(), 0..3);
     let features = normalised_features(&train_set, window_frames);
@@ -55,6 +64,7 @@ fn a_refit_runs_its_schedule_without_validation() {
 
 #[test]
 fn the_same_seed_trains_the_same_model() {
+    let _serial = serial();
     let window_frames = 40;
     let (train_set, val_set, features) = train_val_features(window_frames);
     let run = |seed| {
@@ -81,6 +91,7 @@ fn the_same_seed_trains_the_same_model() {
 
 #[test]
 fn mixup_trains_on_blended_batches() {
+    let _serial = serial();
     let window_frames = 40;
     let (train_set, val_set, features) = train_val_features(window_frames);
     let run = |mixup_alpha| {
