@@ -104,7 +104,11 @@ def main():
 
     parts_dir = Path(args.out) / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    pending = [analyse_share.remote(analyzer, os.getcwd(), options, share) for share in shares]
+    # SPREAD: shares go to every node with a free CPU first; the default
+    # strategy packs the driver's node while it can, so a small batch would
+    # never leave it.
+    spread = analyse_share.options(scheduling_strategy="SPREAD")
+    pending = [spread.remote(analyzer, os.getcwd(), options, share) for share in shares]
     nodes = set()
     done = 0
     while pending:

@@ -87,8 +87,14 @@ pub fn split(clips: &[Clip], cfg: &SplitConfig) -> Split {
         let count = |fraction: f64| (fraction.clamp(0.0, 1.0) * n as f64).round() as usize;
         let (mut n_test, mut n_val) = (count(cfg.test_fraction), count(cfg.val_fraction));
         if n >= 3 {
-            n_test = n_test.max(1);
-            n_val = n_val.max(1);
+            // A fraction above 0 gets at least one group; 0 means none (`train
+            // --test-fraction 0` trains on every voice but the validation ones).
+            if cfg.test_fraction > 0.0 {
+                n_test = n_test.max(1);
+            }
+            if cfg.val_fraction > 0.0 {
+                n_val = n_val.max(1);
+            }
             // Leave at least one group to train on.
             while n_test + n_val > n - 1 {
                 if n_val >= n_test {
@@ -379,6 +385,17 @@ mod tests {
         // Still 3 val actors in total: the forced one counts towards the fraction.
         assert_eq!(speakers(&s.val, "ravdess").len(), 3);
         assert_eq!(s.description["unknown_groups"], json!(["ravdess:Actor_99"]));
+    }
+
+    #[test]
+    fn a_zero_test_fraction_holds_no_speaker_out() {
+        let cfg = SplitConfig {
+            test_fraction: 0.0,
+            ..SplitConfig::default()
+        };
+        let s = split(&corpora(), &cfg);
+        assert!(s.test.is_empty(), "{} test clips", s.test.len());
+        assert!(!s.val.is_empty());
     }
 
     #[test]
