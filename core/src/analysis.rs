@@ -119,6 +119,62 @@ pub fn argmax(scores: &[f32]) -> Option<(usize, f32)> {
 /// see an empty time axis.
 pub const MIN_MODEL_FRAMES: usize = 32;
 
+/// Whether a window with `speech_frames` of its `n_frames` frames judged
+/// speech is classified; otherwise it is reported as silence.
+pub fn is_speech_window(speech_frames: usize, n_frames: usize, min_speech_ratio: f32) -> bool {
+    speech_frames > 0 && speech_frames as f32 / n_frames.max(1) as f32 >= min_speech_ratio
+}
+
+/// The windows (first frame, length) that [`EmotionAnalyzer`] analyses in a
+/// stream of `n_frames` frames followed by end of stream: full windows every
+/// `hop`, then the frames no window has covered yet (at most one window).
+/// For callers that hold a clip's features already (the trainer).
+pub fn clip_windows(n_frames: usize, window: usize, hop: usize) -> Vec<(usize, usize)> {
+    let (window, hop) = (window.max(1), hop.max(1));
+    let mut out = Vec::new();
+    let mut next = 0;
+    let mut analysed_until = 0;
+    while next + window <= n_frames {
+        out.push((next, window));
+        analysed_until = next + window;
+        next += hop;
+    }
+    if n_frames > analysed_until && n_frames > next {
+        let n = (n_frames - next).min(window);
+        out.push((n_frames - n, n));
+    }
+    out
+}
+
+/// The model's input for one window: `frames` (frame-major, `n_frames`
+/// frames) normalised into channels-first `out` of `model_frames` frames,
+/// zero padded after normalisation when the window is shorter. `packed` is
+/// scratch of at least `n_features * n_frames` values.
+pub fn window_input(
+    cfg: &features::FeatureConfig,
+    frames: &[f32],
+    n_frames: usize,
+    model_frames: usize,
+    packed: &mut [f32],
+    out: &mut [f32],
+) {
+    let nf = cfg.n_features();
+    let out = &mut out[..nf * model_frames];
+    if model_frames == n_frames {
+        features::window_tensor(cfg, frames, n_frames, out);
+        return;
+    }
+    let packed = &mut packed[..nf * n_frames];
+    features::window_tensor(cfg, frames, n_frames, packed);
+    out.fill(0.0);
+    for (dst, src) in out
+        .chunks_exact_mut(model_frames)
+        .zip(packed.chunks_exact(n_frames))
+    {
+        dst[..n_frames].copy_from_slice(src);
+    }
+}
+
 /// Streaming analyser for one mono channel.
 pub struct EmotionAnalyzer {
     model: Arc<Model>,
@@ -280,7 +336,7 @@ impl EmotionAnalyzer {
         let offset = (start - self.first_frame) as usize;
         let speech_frames = self.speech.count(start, n_frames);
         let speech_ratio = speech_frames as f32 / n_frames as f32;
-        if speech_frames == 0 || speech_ratio < self.settings.min_speech_ratio {
+        if !is_speech_window(speech_frames, n_frames, self.settings.min_speech_ratio) {
             on_result(&WindowResult {
                 start_frame: start,
                 n_frames,
@@ -297,20 +353,15 @@ impl EmotionAnalyzer {
             .model
             .fixed_frames()
             .unwrap_or_else(|| n_frames.max(MIN_MODEL_FRAMES));
-        let tensor = &mut self.tensor[..nf * model_frames];
-        if model_frames == n_frames {
-            features::window_tensor(cfg, window, n_frames, tensor);
-        } else {
-            let packed = &mut self.packed[..nf * n_frames];
-            features::window_tensor(cfg, window, n_frames, packed);
-            tensor.fill(0.0);
-            for (dst, src) in tensor
-                .chunks_exact_mut(model_frames)
-                .zip(packed.chunks_exact(n_frames))
-            {
-                dst[..n_frames].copy_from_slice(src);
-            }
-        }
+        window_input(
+            cfg,
+            window,
+            n_frames,
+            model_frames,
+            &mut self.packed,
+            &mut self.tensor,
+        );
+        let tensor = &self.tensor[..nf * model_frames];
         self.model
             .logits_into(tensor, 1, model_frames, &mut self.scores)?;
         let non_finite = self.scores.iter().any(|v| !v.is_finite());
@@ -454,6 +505,51 @@ mod tests {
             prop_assert!(frames >= 1);
             prop_assert!((frames as f64 - (seconds * frame_rate).round()).abs() <= 1.0 || frames == 1);
         }
+    }
+
+    #[test]
+    fn the_analyser_cuts_the_windows_clip_windows_lists() {
+        assert_eq!(clip_windows(99, 99, 50), vec![(0, 99)]);
+        assert_eq!(
+            clip_windows(150, 99, 50),
+            vec![(0, 99), (50, 99), (100, 50)]
+        );
+        assert_eq!(clip_windows(60, 99, 50), vec![(0, 60)]);
+        assert!(clip_windows(0, 99, 50).is_empty());
+
+        let model = Model::default_model().unwrap();
+        let cfg = model.metadata().features.clone();
+        let settings = AnalyzerSettings::for_model(&model);
+        for seconds in [0.7, 2.0, 3.3, 5.05] {
+            let n = (seconds * f64::from(cfg.sample_rate)) as usize;
+            // Any signal: silent windows are reported too, with their place.
+            let audio: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).sin() * 0.1).collect();
+            let n_frames = features::extract(&cfg, &audio).unwrap().n_frames;
+            let mut analyzer = EmotionAnalyzer::new(model.clone(), settings).unwrap();
+            let mut seen = Vec::new();
+            for chunk in audio.chunks(777) {
+                analyzer
+                    .push(chunk, |r| seen.push((r.start_frame as usize, r.n_frames)))
+                    .unwrap();
+            }
+            analyzer
+                .flush(|r| seen.push((r.start_frame as usize, r.n_frames)))
+                .unwrap();
+            let s = analyzer.settings();
+            assert_eq!(
+                seen,
+                clip_windows(n_frames, s.window_frames, s.hop_frames),
+                "{seconds} s"
+            );
+        }
+    }
+
+    #[test]
+    fn speech_windows_need_speech_and_the_ratio() {
+        assert!(!is_speech_window(0, 100, 0.0));
+        assert!(!is_speech_window(19, 100, 0.2));
+        assert!(is_speech_window(20, 100, 0.2));
+        assert!(is_speech_window(1, 1, 1.0));
     }
 
     #[test]

@@ -187,36 +187,64 @@ pub fn count_speech(
         .count()
 }
 
-/// Per-frame speech decisions for a whole clip at the features' rate, exactly
-/// as the element decides them for a stream with the same audio: frame `t` is
-/// judged with the [`HISTORY_SECONDS`] before it and the window of
-/// `window_frames` frames that starts at `t`.
-pub fn speech_mask(
-    cfg: &FeatureConfig,
-    samples: &[f32],
-    threshold_db: f32,
-    window_frames: usize,
-) -> Result<Vec<bool>, FeatureError> {
+/// Band levels of a whole clip, one per feature frame, as a
+/// [`SpeechDetector`] fed the same audio holds them.
+pub fn band_levels(cfg: &FeatureConfig, samples: &[f32]) -> Result<Vec<f32>, FeatureError> {
     let mut band = BandLevel::new(cfg)?;
     let mut levels = Vec::new();
     band.push(samples, |l| levels.push(l));
+    Ok(levels)
+}
+
+/// Speech frames in the window of `n` frames from `start` of a clip whose
+/// band levels are `levels`: the element's decision for that window (the
+/// floor comes from the window and the `history` frames before it).
+pub fn window_speech_frames(
+    levels: &[f32],
+    start: usize,
+    n: usize,
+    history: usize,
+    threshold_db: f32,
+    scratch: &mut Vec<f32>,
+) -> usize {
+    let end = (start + n).min(levels.len());
+    if end <= start {
+        return 0;
+    }
+    let lo = start.saturating_sub(history);
+    count_speech(
+        &levels[lo..end],
+        start - lo..end - lo,
+        threshold_db,
+        scratch,
+    )
+}
+
+/// Per-frame speech decisions for a whole clip from its [`band_levels`]:
+/// frame `t` is judged with the [`HISTORY_SECONDS`] before it and the window
+/// of `window_frames` frames that starts at `t` (for choosing training crops;
+/// whole windows are judged by [`window_speech_frames`]).
+pub fn speech_mask(
+    cfg: &FeatureConfig,
+    levels: &[f32],
+    threshold_db: f32,
+    window_frames: usize,
+) -> Vec<bool> {
     let history = history_frames(cfg);
     let window_frames = window_frames.max(1);
     let mut scratch = Vec::new();
-    let mut mask = Vec::with_capacity(levels.len());
-    for t in 0..levels.len() {
-        let lo = t.saturating_sub(history);
-        let hi = (t + window_frames).min(levels.len());
-        mask.push(
+    (0..levels.len())
+        .map(|t| {
+            let lo = t.saturating_sub(history);
+            let hi = (t + window_frames).min(levels.len());
             count_speech(
                 &levels[lo..hi],
                 t - lo..t - lo + 1,
                 threshold_db,
                 &mut scratch,
-            ) == 1,
-        );
-    }
-    Ok(mask)
+            ) == 1
+        })
+        .collect()
 }
 
 /// Frames of history kept for the noise floor.
@@ -266,16 +294,17 @@ impl SpeechDetector {
 
     /// Speech frames among frames `start..start + n` (all must have been pushed).
     pub fn count(&mut self, start: u64, n: usize) -> usize {
-        let lo = start.saturating_sub(self.history as u64).max(self.first);
-        let end = (start + n as u64).min(self.frames());
-        if end <= start || start < self.first {
+        let Some(offset) = start.checked_sub(self.first) else {
             return 0;
-        }
-        let (a, b) = ((lo - self.first) as usize, (end - self.first) as usize);
+        };
         let levels = self.levels.make_contiguous();
-        count_speech(
-            &levels[a..b],
-            (start - lo) as usize..(end - lo) as usize,
+        // Levels before `first` are forgotten: the history is what is held.
+        let history = (offset as usize).min(self.history);
+        window_speech_frames(
+            levels,
+            offset as usize,
+            n,
+            history,
             self.threshold_db,
             &mut self.scratch,
         )
@@ -370,7 +399,8 @@ mod tests {
 
     fn speech_share(samples: &[f32], threshold_db: f32) -> f64 {
         let cfg = FeatureConfig::default();
-        let mask = speech_mask(&cfg, samples, threshold_db, 200).expect("valid config");
+        let levels = band_levels(&cfg, samples).expect("valid config");
+        let mask = speech_mask(&cfg, &levels, threshold_db, 200);
         mask.iter().filter(|&&s| s).count() as f64 / mask.len() as f64
     }
 
@@ -478,7 +508,8 @@ mod tests {
         for chunk in x.chunks(777) {
             det.push(chunk);
         }
-        let mask = speech_mask(&cfg, &x, -55.0, 1).expect("valid");
+        let levels = band_levels(&cfg, &x).expect("valid");
+        let mask = speech_mask(&cfg, &levels, -55.0, 1);
         // The clip mask judges each frame with the history before it and itself.
         let mut det_mask = Vec::new();
         for t in 0..det.frames() {
@@ -486,6 +517,17 @@ mod tests {
         }
         assert_eq!(mask.len() as u64, det.frames());
         assert_eq!(det_mask, mask);
+        // Whole windows, as the element and the trainer's validation count them.
+        let mut scratch = Vec::new();
+        let history = history_frames(&cfg);
+        let mut some_speech = false;
+        for start in (0..levels.len()).step_by(50) {
+            let n = 200.min(levels.len() - start);
+            let clip = window_speech_frames(&levels, start, n, history, -55.0, &mut scratch);
+            assert_eq!(clip, det.count(start as u64, n), "window at {start}");
+            some_speech |= clip > 0;
+        }
+        assert!(some_speech);
         det.forget_before(600);
         assert!(det.level(599 - history_frames(&cfg) as u64).is_none());
         assert!(det.level(600).is_some());

@@ -46,7 +46,9 @@ fn rms(x: &[f32]) -> f64 {
 }
 
 fn speech_share(x: &[f32]) -> f64 {
-    let mask = speech::speech_mask(&FeatureConfig::default(), x, -55.0, 200).expect("config");
+    let cfg = FeatureConfig::default();
+    let levels = speech::band_levels(&cfg, x).expect("config");
+    let mask = speech::speech_mask(&cfg, &levels, -55.0, 200);
     mask.iter().filter(|&&s| s).count() as f64 / mask.len() as f64
 }
 

@@ -13,8 +13,8 @@ const WINDOWS_PER_EPOCH: usize = 320;
 
 fn bench_training(c: &mut Criterion) {
     let window_frames = 50; // synthetic clips are 1.2 s
-    let train_set = synthetic::clips(&feature_config(), 0..8);
-    let val_set = synthetic::clips(&feature_config(), 8..9);
+    let train_set = synthetic::clips(&feature_config(), 0..8, window_frames);
+    let val_set = synthetic::clips(&feature_config(), 8..9, window_frames);
     let features = synthetic::normalised_features(&train_set, window_frames);
     let cfg = TrainConfig {
         max_epochs: 1,

@@ -273,7 +273,7 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     let set = FeatureSet {
         train: run::prepare(&clips, &base, t.copies, window_frames, t.seed)?,
         clean: run::prepare(&clips, &base, 0, window_frames, t.seed)?,
-        phone: run::prepare_telephone(&clips, &base)?
+        phone: run::prepare_telephone(&clips, &base, window_frames)?
             .into_iter()
             .map(|mut c| {
                 // Scored by corpus, clean and phone apart.

@@ -190,7 +190,8 @@ pub fn prepare(
             pad_with_noise(&mut clean, min_len, &mut rng);
         }
         versions.push(Arc::new(
-            Utterance::from_audio(cfg, &clean).with_context(|| clip.path.display().to_string())?,
+            Utterance::from_audio(cfg, &clean, window_frames)
+                .with_context(|| clip.path.display().to_string())?,
         ));
         for _ in 0..copies {
             let mut x = audio.clone();
@@ -199,7 +200,8 @@ pub fn prepare(
             let mut x = augment::augment_random(&x, cfg.sample_rate, &aug, &mut rng);
             pad_with_noise(&mut x, min_len, &mut rng);
             versions.push(Arc::new(
-                Utterance::from_audio(cfg, &x).with_context(|| clip.path.display().to_string())?,
+                Utterance::from_audio(cfg, &x, window_frames)
+                    .with_context(|| clip.path.display().to_string())?,
             ));
         }
         Ok(clip_features(clip, clip.corpus.clone(), versions))
@@ -209,13 +211,17 @@ pub fn prepare(
 /// Features of `clips` heard through the telephone channel, each tagged as
 /// corpus "`<corpus>` phone": validated alongside the clean clips, they make
 /// the validation UA (a mean over corpora) weigh calls as much as clean audio.
-pub fn prepare_telephone(clips: &[Clip], cfg: &FeatureConfig) -> Result<Vec<ClipFeatures>> {
+pub fn prepare_telephone(
+    clips: &[Clip],
+    cfg: &FeatureConfig,
+    window_frames: usize,
+) -> Result<Vec<ClipFeatures>> {
     train::par_map(clips, |_, clip| {
         let audio =
             corpus::load_audio(&clip.path, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
         let phone = augment::telephone(&audio, cfg.sample_rate);
-        let utterance =
-            Utterance::from_audio(cfg, &phone).with_context(|| clip.path.display().to_string())?;
+        let utterance = Utterance::from_audio(cfg, &phone, window_frames)
+            .with_context(|| clip.path.display().to_string())?;
         Ok(clip_features(
             clip,
             format!("{} phone", clip.corpus),
@@ -457,7 +463,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let train_set = prepare(&split.train, &features, o.copies, window_frames, o.seed)?;
     let mut val_set = prepare(&split.val, &features, 0, window_frames, o.seed)?;
     if o.validate_telephone {
-        val_set.extend(prepare_telephone(&split.val, &features)?);
+        val_set.extend(prepare_telephone(&split.val, &features, window_frames)?);
     }
     let prep_seconds = t.elapsed().as_secs_f64();
     eprintln!(

@@ -25,9 +25,11 @@ use rand_distr::weighted::WeightedAliasIndex;
 use rayon::prelude::*;
 use serde::Serialize;
 use seremotion_core::analysis::{
-    DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
+    self, DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
 };
 use seremotion_core::features::{self, FeatureConfig, FeatureKind, WindowNormalization};
+use seremotion_core::model;
+use seremotion_core::speech;
 
 use crate::metrics::Metrics;
 use crate::net::{EmotionCnn, NetConfig};
@@ -63,19 +65,27 @@ pub struct Utterance {
     /// Frame-major, `n_frames * n_features`.
     pub frames: Vec<f32>,
     pub n_frames: usize,
-    /// Per frame: above the element's speech threshold.
+    /// Per frame: the speech detector's band level (dB), from which windows
+    /// are judged exactly as the element judges them.
+    pub levels: Vec<f32>,
+    /// Per frame: speech, judged with the window that starts there (chooses
+    /// training crops).
     pub speech: Vec<bool>,
 }
 
 impl Utterance {
-    pub fn from_audio(cfg: &FeatureConfig, audio: &[f32]) -> Result<Self> {
+    /// `window_frames`: the model window, the span the element judges a
+    /// frame's speech in (with the seconds before it).
+    pub fn from_audio(cfg: &FeatureConfig, audio: &[f32], window_frames: usize) -> Result<Self> {
         let m = features::extract(cfg, audio).map_err(|e| anyhow::anyhow!("features: {e}"))?;
+        let mut levels =
+            speech::band_levels(cfg, audio).map_err(|e| anyhow::anyhow!("speech decision: {e}"))?;
+        // The same framing gives one level per feature frame; guard anyway.
+        levels.resize(m.n_frames, speech::SILENT_DB);
+        let speech = speech::speech_mask(cfg, &levels, DEFAULT_SPEECH_THRESHOLD_DB, window_frames);
         Ok(Self {
-            speech: m
-                .rms_db
-                .iter()
-                .map(|&db| db > DEFAULT_SPEECH_THRESHOLD_DB)
-                .collect(),
+            levels,
+            speech,
             frames: m.data,
             n_frames: m.n_frames,
         })
@@ -210,74 +220,10 @@ pub fn feature_stats(
     (mean, std)
 }
 
-/// Window starts and lengths the element analyses in a clip of `n_frames`
-/// frames: full windows every `hop`, then at end of stream the frames not yet
-/// covered (at most one window), as `analysis::EmotionAnalyzer` does.
-pub fn element_windows(n_frames: usize, window: usize, hop: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut next = 0;
-    let mut analysed_until = 0;
-    while next + window <= n_frames {
-        out.push((next, window));
-        analysed_until = next + window;
-        next += hop;
-    }
-    if n_frames > analysed_until && n_frames > next {
-        let n = (n_frames - next).min(window);
-        out.push((n_frames - n, n));
-    }
-    out
-}
-
-fn speech_ok(speech: &[bool]) -> bool {
-    let n = speech.iter().filter(|&&s| s).count();
-    n > 0 && n as f32 / speech.len() as f32 >= DEFAULT_MIN_SPEECH_RATIO
-}
-
-/// Channels-first model input for `n` frames from `start`, zero-padded (after
-/// normalisation, as the element pads) to `model_frames`.
-fn window_input(
-    cfg: &FeatureConfig,
-    u: &Utterance,
-    start: usize,
-    n: usize,
-    model_frames: usize,
-    out: &mut [f32],
-) {
-    let nf = cfg.n_features();
-    let frames = &u.frames[start * nf..(start + n) * nf];
-    if n == model_frames {
-        features::window_tensor(cfg, frames, n, out);
-    } else {
-        let mut packed = vec![0.0; nf * n];
-        features::window_tensor(cfg, frames, n, &mut packed);
-        out.fill(0.0);
-        for (dst, src) in out
-            .chunks_exact_mut(model_frames)
-            .zip(packed.chunks_exact(n))
-        {
-            dst[..n].copy_from_slice(src);
-        }
-    }
-}
-
-fn softmax_rows(logits: &[f32], n_labels: usize) -> Vec<f32> {
-    let mut out = logits.to_vec();
-    for row in out.chunks_exact_mut(n_labels) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        row.iter_mut().for_each(|v| *v /= sum);
-    }
-    out
-}
-
-/// Clip-level predictions with the element's windowing, gating and score
-/// averaging (clean renditions). A clip with no speech window is predicted
-/// from all its windows, ungated, so it still gets a label.
+/// Clip-level predictions exactly as `eval` and the element make them: the
+/// core's windows, speech decision, input padding and softmax, scores averaged
+/// over the speech windows. A clip without a speech window gets no label
+/// (`n_labels`, counted as an error, as in `eval`).
 pub fn predict_clips(
     model: &EmotionCnn,
     cfg: &FeatureConfig,
@@ -289,16 +235,30 @@ pub fn predict_clips(
     let device = Device::flex();
     let model = model.valid().to_device(&device);
     let nf = cfg.n_features();
+    let mut packed = vec![0f32; nf * window.max(MIN_MODEL_FRAMES)];
+    let history = speech::history_frames(cfg);
+    let mut scratch = Vec::new();
     let mut preds = Vec::with_capacity(clips.len());
     for clip in clips {
         let u = &clip.versions[0];
-        let windows = element_windows(u.n_frames, window, hop);
-        let gated: Vec<(usize, usize)> = windows
-            .iter()
-            .copied()
-            .filter(|&(s, n)| speech_ok(&u.speech[s..s + n]))
+        let chosen: Vec<(usize, usize)> = analysis::clip_windows(u.n_frames, window, hop)
+            .into_iter()
+            .filter(|&(s, n)| {
+                let speech = speech::window_speech_frames(
+                    &u.levels,
+                    s,
+                    n,
+                    history,
+                    DEFAULT_SPEECH_THRESHOLD_DB,
+                    &mut scratch,
+                );
+                analysis::is_speech_window(speech, n, DEFAULT_MIN_SPEECH_RATIO)
+            })
             .collect();
-        let chosen = if gated.is_empty() { windows } else { gated };
+        if chosen.is_empty() {
+            preds.push(n_labels);
+            continue;
+        }
         let mut sums = vec![0f32; n_labels];
         // Windows of equal length go through the network as one batch.
         let mut lengths: Vec<usize> = chosen.iter().map(|w| w.1).collect();
@@ -309,7 +269,8 @@ pub fn predict_clips(
             let group: Vec<_> = chosen.iter().filter(|w| w.1 == len).collect();
             let mut input = vec![0f32; group.len() * nf * model_frames];
             for (w, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
-                window_input(cfg, u, w.0, w.1, model_frames, out);
+                let frames = &u.frames[w.0 * nf..(w.0 + w.1) * nf];
+                analysis::window_input(cfg, frames, w.1, model_frames, &mut packed, out);
             }
             let x = Tensor::<3>::from_data(
                 TensorData::new(input, [group.len(), nf, model_frames]),
@@ -320,8 +281,10 @@ pub fn predict_clips(
                 .into_data()
                 .try_into_vec::<f32>()
                 .unwrap_or_default();
-            for row in softmax_rows(&logits, n_labels).chunks_exact(n_labels) {
-                sums.iter_mut().zip(row).for_each(|(s, p)| *s += p);
+            for row in logits.chunks_exact(n_labels) {
+                let mut p = row.to_vec();
+                model::softmax(&mut p);
+                sums.iter_mut().zip(&p).for_each(|(s, p)| *s += p);
             }
         }
         let best = sums
@@ -494,7 +457,15 @@ pub fn train(
                 let clip = &train[sampler.sample(&mut rng)];
                 let u = &clip.versions[rng.random_range(0..clip.versions.len())];
                 let start = crop_start(u, len, &mut rng);
-                window_input(features, u, start, len, len, out);
+                // Same length in and out: no padding, so no packing scratch.
+                analysis::window_input(
+                    features,
+                    &u.frames[start * nf..(start + len) * nf],
+                    len,
+                    len,
+                    &mut [],
+                    out,
+                );
                 spec_augment(out, nf, len, cfg.freq_mask, cfg.time_mask, &mut rng);
                 labels.push(clip.label as i64);
             }
@@ -819,20 +790,6 @@ mod tests {
             .filter(|&&l| !(0.1..=0.9).contains(&l))
             .count();
         assert!(extreme > lambdas.len() / 2, "{extreme} of 200 near 0 or 1");
-    }
-
-    #[test]
-    fn windows_follow_the_element() {
-        // Exactly one window: nothing left to flush.
-        assert_eq!(element_windows(99, 99, 50), vec![(0, 99)]);
-        // Two full windows, then the last 50 frames not yet dropped.
-        assert_eq!(
-            element_windows(150, 99, 50),
-            vec![(0, 99), (50, 99), (100, 50)]
-        );
-        // A clip shorter than the window is one partial window at end of stream.
-        assert_eq!(element_windows(60, 99, 50), vec![(0, 60)]);
-        assert!(element_windows(0, 99, 50).is_empty());
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn tiny_training_run_lowers_the_loss() {
 fn a_refit_runs_its_schedule_without_validation() {
     let _serial = serial();
     let window_frames = 40;
-    let train_set = clips(&feature_config(), 0..3);
+    let train_set = clips(&feature_config(), 0..3, window_frames);
     let features = normalised_features(&train_set, window_frames);
     let schedule = vec![1e-2, 1e-2, 5e-3];
     let cfg = TrainConfig {

@@ -27,7 +27,12 @@ pub fn synthetic(label: usize, variant: usize) -> Vec<f32> {
         .collect()
 }
 
-pub fn clips(cfg: &FeatureConfig, variants: std::ops::Range<usize>) -> Vec<ClipFeatures> {
+/// `window_frames`: the model window the speech decision looks back over.
+pub fn clips(
+    cfg: &FeatureConfig,
+    variants: std::ops::Range<usize>,
+    window_frames: usize,
+) -> Vec<ClipFeatures> {
     let mut out = Vec::new();
     for label in 0..4 {
         for v in variants.clone() {
@@ -37,7 +42,8 @@ pub fn clips(cfg: &FeatureConfig, variants: std::ops::Range<usize>) -> Vec<ClipF
                 speaker: format!("v{v}"),
                 scored: true,
                 versions: vec![std::sync::Arc::new(
-                    Utterance::from_audio(cfg, &synthetic(label, v)).expect("features"),
+                    Utterance::from_audio(cfg, &synthetic(label, v), window_frames)
+                        .expect("features"),
                 )],
             });
         }
@@ -59,8 +65,8 @@ pub fn normalised_features(train_set: &[ClipFeatures], window_frames: usize) -> 
 pub fn train_val_features(
     window_frames: usize,
 ) -> (Vec<ClipFeatures>, Vec<ClipFeatures>, FeatureConfig) {
-    let train_set = clips(&feature_config(), 0..3);
-    let val_set = clips(&feature_config(), 3..4);
+    let train_set = clips(&feature_config(), 0..3, window_frames);
+    let val_set = clips(&feature_config(), 3..4, window_frames);
     let features = normalised_features(&train_set, window_frames);
     (train_set, val_set, features)
 }
