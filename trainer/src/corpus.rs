@@ -204,13 +204,22 @@ pub fn load_manifest(path: &Path) -> Result<Vec<Clip>, CorpusError> {
         message,
     };
 
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
-    let (_, header) = lines
-        .by_ref()
-        .find(|(_, l)| !l.trim().is_empty())
-        .ok_or_else(|| err(1, "the manifest is empty; expected a header line".into()))?;
-    let header = split_csv_line(header.trim_start_matches('\u{feff}')).map_err(|m| err(1, m))?;
-    let column = |name: &str| header.iter().position(|h| h.trim() == name);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        // Row lengths are checked below, with a message naming the line.
+        .flexible(true)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let mut records = reader.records().map(|r| {
+        r.map_err(|e| {
+            let line = e.position().map_or(1, |p| p.line() as usize);
+            err(line, format!("not valid CSV: {e}"))
+        })
+    });
+    let header = records
+        .next()
+        .ok_or_else(|| err(1, "the manifest is empty; expected a header line".into()))??;
+    let header: Vec<&str> = header.iter().map(str::trim).collect();
+    let column = |name: &str| header.iter().position(|&h| h == name);
     let mut idx = [0usize; 4];
     for (slot, name) in idx.iter_mut().zip(REQUIRED_COLUMNS) {
         *slot = column(name).ok_or_else(|| {
@@ -226,16 +235,20 @@ pub fn load_manifest(path: &Path) -> Result<Vec<Clip>, CorpusError> {
     let [i_path, i_corpus, i_speaker, i_emotion] = idx;
 
     let mut clips = Vec::new();
-    for (line_no, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields = split_csv_line(line).map_err(|m| err(line_no, m))?;
+    for record in records {
+        let fields = record?;
+        let line_no = fields.position().map_or(0, |p| p.line() as usize);
         if fields.len() != header.len() {
+            // An unterminated quote swallows the lines after it into one field.
+            let hint = if fields.iter().any(|f| f.contains('\n')) {
+                " (a quoted field runs past its line: an unterminated quote?)"
+            } else {
+                ""
+            };
             return Err(err(
                 line_no,
                 format!(
-                    "{} fields, but the header has {}",
+                    "{} fields, but the header has {}{hint}",
                     fields.len(),
                     header.len()
                 ),
@@ -284,32 +297,6 @@ pub fn load_manifest(path: &Path) -> Result<Vec<Clip>, CorpusError> {
         return Err(err(1, "the manifest has a header but no rows".into()));
     }
     Ok(clips)
-}
-
-/// Splits one CSV record (RFC 4180 quoting; records never span lines here).
-fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut in_quotes = false;
-    while let Some(c) = chars.next() {
-        match (c, in_quotes) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', true) => in_quotes = false,
-            ('"', false) if cur.is_empty() => in_quotes = true,
-            (',', false) => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    if in_quotes {
-        return Err("unterminated quoted field".into());
-    }
-    fields.push(cur);
-    Ok(fields)
 }
 
 // ---------------------------------------------------------------------------
@@ -919,7 +906,7 @@ mod tests {
             "{e}"
         );
 
-        let e = manifest_error("quote", &format!("{HEADER}\"e.flac,tess,OAF,sad,1,x\n"));
+        let e = manifest_error("quote", &format!("{HEADER}\"e.flac,tess,OAF,sad,1,x\n{ok}"));
         assert!(e.contains("line 2") && e.contains("unterminated"), "{e}");
 
         let e = manifest_error(
