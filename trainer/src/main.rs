@@ -69,6 +69,26 @@ enum Normalization {
     SubtractGain,
 }
 
+impl From<WindowNormalization> for Normalization {
+    fn from(n: WindowNormalization) -> Self {
+        match n {
+            WindowNormalization::None => Normalization::None,
+            WindowNormalization::SubtractMean => Normalization::SubtractMean,
+            WindowNormalization::SubtractGain => Normalization::SubtractGain,
+        }
+    }
+}
+
+/// Shown as the default in `--help`.
+impl std::fmt::Display for Normalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
+}
+
 impl From<Normalization> for WindowNormalization {
     fn from(n: Normalization) -> Self {
         match n {
@@ -79,7 +99,17 @@ impl From<Normalization> for WindowNormalization {
     }
 }
 
-/// The training recipe, shared by `train` and `cv`. Defaults live here only.
+/// The recipe's defaults, written once (in `TrainOptions::default`).
+static DEFAULTS: std::sync::LazyLock<TrainOptions> =
+    std::sync::LazyLock::new(TrainOptions::default);
+
+/// As `--channels` takes it (clap would show a list default space-separated).
+static DEFAULT_CHANNELS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let widths: Vec<String> = DEFAULTS.channels.iter().map(usize::to_string).collect();
+    widths.join(",")
+});
+
+/// The training recipe, shared by `train` and `cv`.
 #[derive(Args)]
 struct Recipe {
     #[command(flatten)]
@@ -88,28 +118,28 @@ struct Recipe {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Seeds split, augmentation, sampling and initialisation.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = DEFAULTS.seed)]
     seed: u64,
     /// Maximum epochs (early stopping may end sooner).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = DEFAULTS.epochs)]
     epochs: usize,
     /// Augmented renditions per training clip.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULTS.copies)]
     copies: usize,
     /// Training windows per epoch.
-    #[arg(long = "samples", default_value_t = 8192)]
+    #[arg(long = "samples", default_value_t = DEFAULTS.samples_per_epoch)]
     samples_per_epoch: usize,
     /// Batch size.
-    #[arg(long = "batch", default_value_t = 32)]
+    #[arg(long = "batch", default_value_t = DEFAULTS.batch_size)]
     batch_size: usize,
     /// Initial learning rate (AdamW).
-    #[arg(long = "lr", default_value_t = 2e-3)]
+    #[arg(long = "lr", default_value_t = DEFAULTS.learning_rate)]
     learning_rate: f64,
     /// Model window in seconds.
-    #[arg(long = "window", default_value_t = 2.0)]
+    #[arg(long = "window", default_value_t = DEFAULTS.window_seconds)]
     window_seconds: f64,
     /// Conv block widths.
-    #[arg(long, value_delimiter = ',', default_value = "48,64,80,96")]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_CHANNELS.as_str())]
     channels: Vec<usize>,
     /// Lower edge of the mel filterbank in Hz (e.g. 300 for a telephone-band model).
     #[arg(long)]
@@ -119,11 +149,11 @@ struct Recipe {
     fmax: Option<f32>,
     /// Per-batch decay of an exponential weight average that is validated and
     /// exported; 0 = raw weights.
-    #[arg(long, default_value_t = 0.998)]
+    #[arg(long, default_value_t = DEFAULTS.weight_average_decay)]
     weight_average: f64,
     /// Blend each batch with a shuffled copy of itself, weight ~ Beta(A, A),
     /// e.g. 0.2; 0 = off.
-    #[arg(long = "mixup", default_value_t = 0.0)]
+    #[arg(long = "mixup", default_value_t = DEFAULTS.mixup_alpha)]
     mixup_alpha: f64,
     /// Validate on the validation speakers through the telephone channel too.
     #[arg(long)]
@@ -161,14 +191,14 @@ struct TrainArgs {
     #[command(flatten)]
     recipe: Recipe,
     /// Model file name without .onnx.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value_t = DEFAULTS.name.clone())]
     name: String,
     /// Window normalisation the model is trained with.
-    #[arg(long, value_enum, default_value = "subtract-mean")]
+    #[arg(long, value_enum, default_value_t = DEFAULTS.normalization.into())]
     normalization: Normalization,
     /// Fraction of each corpus's speakers held out as test speakers; 0 trains
     /// on every voice but the validation ones (take the figures from `cv`).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = DEFAULTS.test_fraction)]
     test_fraction: f64,
     /// After choosing the epoch count on validation, train again on training +
     /// validation speakers for that many epochs and export that model.
@@ -176,7 +206,7 @@ struct TrainArgs {
     refit: bool,
     /// Train N networks from different seeds on the same split and export
     /// their averaged logits as one model.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULTS.ensemble as u64, value_parser = clap::value_parser!(u64).range(1..))]
     ensemble: u64,
     /// Skip the held-out test evaluation.
     #[arg(long)]
@@ -201,7 +231,7 @@ struct CvArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "subtract-mean"
+        default_values_t = [Normalization::from(DEFAULTS.normalization)]
     )]
     normalization: Vec<Normalization>,
     /// Fraction of each corpus's training speakers used for validation.
