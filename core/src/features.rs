@@ -787,48 +787,30 @@ fn energy_db(energy: f64, n: usize) -> f32 {
 // Streaming
 // ---------------------------------------------------------------------------
 
-/// Streaming framing over audio that arrives in chunks of any size.
-///
-/// Uses `center = False` framing (frame `t` covers samples
-/// `[t * hop, t * hop + n_fft)` of the stream since the last reset), so the
-/// frames, and their features, are identical however the audio is chunked.
-/// Holds at most `n_fft` samples; no allocation after construction.
+/// Cuts a sample stream into frames of `n_fft` samples every `hop` samples,
+/// the framing of [`extract`]; shared by every per-frame measurement.
 #[derive(Debug)]
-pub struct FrameStream {
-    extractor: FrameExtractor,
+pub struct Framer {
     n_fft: usize,
     hop: usize,
     /// The samples of the next frame collected so far (`len <= n_fft`).
     pending: Vec<f32>,
     /// Samples still to discard before the next frame starts (only when hop > n_fft).
     skip: usize,
-    out: Vec<f32>,
-    emitted: u64,
 }
 
-impl FrameStream {
-    /// Validates `cfg` and prepares an empty stream.
-    pub fn new(cfg: &FeatureConfig) -> Result<Self, FeatureError> {
-        let extractor = FrameExtractor::new(cfg)?;
-        Ok(FrameStream {
-            out: vec![0.0; extractor.n_features()],
-            extractor,
-            n_fft: cfg.n_fft,
-            hop: cfg.hop_length,
-            pending: Vec::with_capacity(cfg.n_fft),
+impl Framer {
+    pub fn new(n_fft: usize, hop: usize) -> Self {
+        Framer {
+            n_fft,
+            hop,
+            pending: Vec::with_capacity(n_fft),
             skip: 0,
-            emitted: 0,
-        })
+        }
     }
 
-    /// Values per frame passed to `on_frame`.
-    pub fn n_features(&self) -> usize {
-        self.extractor.n_features()
-    }
-
-    /// Appends `samples`; calls `on_frame(features, rms_db)` for every frame
-    /// completed, in order.
-    pub fn push(&mut self, mut samples: &[f32], mut on_frame: impl FnMut(&[f32], f32)) {
+    /// Appends `samples`; calls `on_frame` with every frame completed, in order.
+    pub fn push(&mut self, mut samples: &[f32], mut on_frame: impl FnMut(&[f32])) {
         while !samples.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(samples.len());
@@ -840,9 +822,7 @@ impl FrameStream {
             self.pending.extend_from_slice(&samples[..n]);
             samples = &samples[n..];
             if self.pending.len() == self.n_fft {
-                let rms = self.extractor.compute(&self.pending, &mut self.out);
-                self.emitted += 1;
-                on_frame(&self.out, rms);
+                on_frame(&self.pending);
                 if self.hop < self.n_fft {
                     self.pending.copy_within(self.hop.., 0);
                     self.pending.truncate(self.n_fft - self.hop);
@@ -854,10 +834,58 @@ impl FrameStream {
         }
     }
 
-    /// Forgets buffered audio and the frame count (after a flush or seek).
+    /// Forgets buffered audio.
     pub fn reset(&mut self) {
         self.pending.clear();
         self.skip = 0;
+    }
+}
+
+/// Streaming framing over audio that arrives in chunks of any size.
+///
+/// Uses `center = False` framing (frame `t` covers samples
+/// `[t * hop, t * hop + n_fft)` of the stream since the last reset), so the
+/// frames, and their features, are identical however the audio is chunked.
+/// Holds at most `n_fft` samples; no allocation after construction.
+#[derive(Debug)]
+pub struct FrameStream {
+    extractor: FrameExtractor,
+    framer: Framer,
+    out: Vec<f32>,
+    emitted: u64,
+}
+
+impl FrameStream {
+    /// Validates `cfg` and prepares an empty stream.
+    pub fn new(cfg: &FeatureConfig) -> Result<Self, FeatureError> {
+        let extractor = FrameExtractor::new(cfg)?;
+        Ok(FrameStream {
+            out: vec![0.0; extractor.n_features()],
+            extractor,
+            framer: Framer::new(cfg.n_fft, cfg.hop_length),
+            emitted: 0,
+        })
+    }
+
+    /// Values per frame passed to `on_frame`.
+    pub fn n_features(&self) -> usize {
+        self.extractor.n_features()
+    }
+
+    /// Appends `samples`; calls `on_frame(features, rms_db)` for every frame
+    /// completed, in order.
+    pub fn push(&mut self, samples: &[f32], mut on_frame: impl FnMut(&[f32], f32)) {
+        let (extractor, out, emitted) = (&mut self.extractor, &mut self.out, &mut self.emitted);
+        self.framer.push(samples, |frame| {
+            let rms = extractor.compute(frame, out);
+            *emitted += 1;
+            on_frame(out, rms);
+        });
+    }
+
+    /// Forgets buffered audio and the frame count (after a flush or seek).
+    pub fn reset(&mut self) {
+        self.framer.reset();
         self.emitted = 0;
     }
 

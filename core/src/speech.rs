@@ -29,7 +29,7 @@ use std::sync::Arc;
 use realfft::{RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex32;
 
-use crate::features::{FeatureConfig, FeatureError};
+use crate::features::{FeatureConfig, FeatureError, Framer};
 
 /// Lower edge of the voice band, Hz: above DC and the mains fundamental.
 pub const BAND_LOW_HZ: f32 = 150.0;
@@ -56,10 +56,7 @@ pub struct BandLevel {
     band: std::ops::Range<usize>,
     /// Converts the band's summed bin power to a mean square.
     scale: f32,
-    n_fft: usize,
-    hop: usize,
-    pending: Vec<f32>,
-    skip: usize,
+    framer: Framer,
     input: Vec<f32>,
     spectrum: Vec<Complex32>,
     scratch: Vec<Complex32>,
@@ -68,8 +65,7 @@ pub struct BandLevel {
 impl std::fmt::Debug for BandLevel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BandLevel")
-            .field("n_fft", &self.n_fft)
-            .field("hop", &self.hop)
+            .field("framer", &self.framer)
             .field("band", &self.band)
             .finish_non_exhaustive()
     }
@@ -102,10 +98,7 @@ impl BandLevel {
             window,
             band,
             scale: 2.0 / (n as f32 * power),
-            n_fft: n,
-            hop: cfg.hop_length,
-            pending: Vec::with_capacity(n),
-            skip: 0,
+            framer: Framer::new(n, cfg.hop_length),
         })
     }
 
@@ -131,35 +124,15 @@ impl BandLevel {
     }
 
     /// Appends `samples`; calls `on_level` for every frame completed, in order.
-    pub fn push(&mut self, mut samples: &[f32], mut on_level: impl FnMut(f32)) {
-        while !samples.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(samples.len());
-                self.skip -= n;
-                samples = &samples[n..];
-                continue;
-            }
-            let n = (self.n_fft - self.pending.len()).min(samples.len());
-            self.pending.extend_from_slice(&samples[..n]);
-            samples = &samples[n..];
-            if self.pending.len() == self.n_fft {
-                let pending = std::mem::take(&mut self.pending);
-                on_level(self.frame_level(&pending));
-                self.pending = pending;
-                if self.hop < self.n_fft {
-                    self.pending.copy_within(self.hop.., 0);
-                    self.pending.truncate(self.n_fft - self.hop);
-                } else {
-                    self.pending.clear();
-                    self.skip = self.hop - self.n_fft;
-                }
-            }
-        }
+    pub fn push(&mut self, samples: &[f32], mut on_level: impl FnMut(f32)) {
+        // The framer is moved out so the frame can borrow `self` mutably.
+        let mut framer = std::mem::replace(&mut self.framer, Framer::new(0, 0));
+        framer.push(samples, |frame| on_level(self.frame_level(frame)));
+        self.framer = framer;
     }
 
     pub fn reset(&mut self) {
-        self.pending.clear();
-        self.skip = 0;
+        self.framer.reset();
     }
 }
 
