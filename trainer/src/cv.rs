@@ -128,14 +128,11 @@ pub fn kfold_partitions(clips: &[Clip], k: usize, val_fraction: f64, seed: u64) 
     let folds = speaker_folds(clips, k, seed);
     (0..k)
         .map(|f| {
-            let test: Vec<usize> = (0..clips.len()).filter(|&i| folds[i] == f).collect();
-            let rest: Vec<usize> = (0..clips.len()).filter(|&i| folds[i] != f).collect();
             split_validation(
                 "speaker k-fold",
                 format!("fold {}", f + 1),
                 clips,
-                test,
-                rest,
+                |i| folds[i] == f,
                 val_fraction,
                 seed,
             )
@@ -149,18 +146,11 @@ pub fn corpus_partitions(clips: &[Clip], val_fraction: f64, seed: u64) -> Vec<Pa
     corpora
         .into_iter()
         .map(|corpus| {
-            let test: Vec<usize> = (0..clips.len())
-                .filter(|&i| clips[i].corpus == corpus)
-                .collect();
-            let rest: Vec<usize> = (0..clips.len())
-                .filter(|&i| clips[i].corpus != corpus)
-                .collect();
             split_validation(
                 "leave one corpus out",
                 format!("test {corpus}"),
                 clips,
-                test,
-                rest,
+                |i| clips[i].corpus == corpus,
                 val_fraction,
                 seed,
             )
@@ -168,15 +158,17 @@ pub fn corpus_partitions(clips: &[Clip], val_fraction: f64, seed: u64) -> Vec<Pa
         .collect()
 }
 
+/// Clips `is_test` picks are the test set; validation voices are drawn from
+/// the others, and the rest train.
 fn split_validation(
     protocol: &'static str,
     name: String,
     clips: &[Clip],
-    test: Vec<usize>,
-    rest: Vec<usize>,
+    is_test: impl Fn(usize) -> bool,
     val_fraction: f64,
     seed: u64,
 ) -> Partition {
+    let (test, rest): (Vec<usize>, Vec<usize>) = (0..clips.len()).partition(|&i| is_test(i));
     let rest_clips: Vec<&Clip> = rest.iter().map(|&i| &clips[i]).collect();
     let val_voices = validation_voices(&rest_clips, val_fraction, seed ^ name.len() as u64);
     let (val, train): (Vec<usize>, Vec<usize>) = rest
