@@ -250,7 +250,14 @@ pub fn speaker_pairs(clips: &[Clip]) -> Vec<(String, String)> {
     set.into_iter().collect()
 }
 
+/// The checkout's commit when training started (a run takes minutes, and the
+/// tree may move on meanwhile).
 fn git_commit() -> String {
+    static AT_START: std::sync::LazyLock<String> = std::sync::LazyLock::new(read_git_commit);
+    AT_START.clone()
+}
+
+fn read_git_commit() -> String {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output();
@@ -422,6 +429,7 @@ fn train_member(
 
 pub fn train_command(o: &TrainOptions) -> Result<()> {
     let started = Instant::now();
+    git_commit();
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let clips = load_clips(&o.sources)?;
     eprintln!("{} clips: {}", clips.len(), corpus::summarize(&clips));
@@ -843,47 +851,50 @@ pub fn render_report(t: &Value, name: &str) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "\nUA = unweighted accuracy (mean per-class recall). Telephone = 8 kHz band-limit + \
+    // Without held-out clips there are no figures to explain or plot.
+    if held_out {
+        let _ = writeln!(
+            s,
+            "\nUA = unweighted accuracy (mean per-class recall). Telephone = 8 kHz band-limit + \
          G.711 mu-law before the element's resampling. Targets (issue 13): UA >= 70 % on each of \
          RAVDESS, SAVEE, ASED and nEMO on unheard speakers, <= 4 points lost through the \
          telephone channel.\n"
-    );
-    let _ = writeln!(
-        s,
-        "### Confusion matrices (rows = true, columns = predicted)\n"
-    );
-    for key in ["test-clean", "test-telephone"] {
-        let r = &t["results"][key];
-        let Some(per) = r["per_corpus"].as_object() else {
-            continue;
-        };
-        for (corpus, m) in per {
-            let _ = writeln!(s, "**{key}, {corpus}**\n");
-            let _ = writeln!(s, "| true \\ predicted | {} |", LABELS.join(" | "));
-            let _ = writeln!(s, "|---|{}", "---:|".repeat(LABELS.len()));
-            for (i, row) in m["confusion"].as_array().into_iter().flatten().enumerate() {
-                let cells: Vec<String> = row
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|v| v.to_string())
-                    .collect();
-                let _ = writeln!(
-                    s,
-                    "| {} | {} |",
-                    LABELS.get(i).unwrap_or(&"?"),
-                    cells.join(" | ")
-                );
+        );
+        let _ = writeln!(
+            s,
+            "### Confusion matrices (rows = true, columns = predicted)\n"
+        );
+        for key in ["test-clean", "test-telephone"] {
+            let r = &t["results"][key];
+            let Some(per) = r["per_corpus"].as_object() else {
+                continue;
+            };
+            for (corpus, m) in per {
+                let _ = writeln!(s, "**{key}, {corpus}**\n");
+                let _ = writeln!(s, "| true \\ predicted | {} |", LABELS.join(" | "));
+                let _ = writeln!(s, "|---|{}", "---:|".repeat(LABELS.len()));
+                for (i, row) in m["confusion"].as_array().into_iter().flatten().enumerate() {
+                    let cells: Vec<String> = row
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| v.to_string())
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} |",
+                        LABELS.get(i).unwrap_or(&"?"),
+                        cells.join(" | ")
+                    );
+                }
+                let _ = writeln!(s);
             }
-            let _ = writeln!(s);
         }
+        let _ = writeln!(
+            s,
+            "Images: `eval/test-clean/` and `eval/test-telephone/` (one PNG per corpus).\n"
+        );
     }
-    let _ = writeln!(
-        s,
-        "Images: `eval/test-clean/` and `eval/test-telephone/` (one PNG per corpus).\n"
-    );
     let _ = writeln!(s, "## Data and split\n");
     let _ = writeln!(
         s,
@@ -947,4 +958,28 @@ pub fn render_report(t: &Value, name: &str) -> String {
          train your own model on data you may use commercially for anything else."
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_without_held_out_clips_points_to_cv_and_plots_nothing() {
+        let none = render_report(&serde_json::json!({ "results": {} }), "default");
+        assert!(none.contains("seremotion-trainer cv"), "{none}");
+        assert!(!none.contains("Confusion matrices"), "{none}");
+
+        let m = serde_json::json!({
+            "n": 4, "accuracy": 0.5, "unweighted_accuracy": 0.5, "macro_f1": 0.4,
+            "confusion": [[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
+        });
+        let t = serde_json::json!({
+            "results": { "test-clean": { "overall": m, "per_corpus": { "savee": m } } }
+        });
+        let held = render_report(&t, "default");
+        assert!(held.contains("| clean | savee | 4 |"), "{held}");
+        assert!(held.contains("Confusion matrices"), "{held}");
+        assert!(!held.contains("None: every speaker"), "{held}");
+    }
 }
