@@ -170,7 +170,25 @@ fn push_f32(
 /// Pushes `n` samples of the mono 16 kHz tone that the fixture model labels
 /// `band`, timestamped from `start`.
 fn push_tone(h: &mut gst_check::Harness, band: usize, n: usize, start: gst::ClockTime) {
-    push_f32(h, &sine(tone_for(band), 16000, 0.5, n), 16000, 1, start);
+    push_tone_at(h, band, 16000, n, start);
+}
+
+/// `n` samples of mono tone `band` at `rate`, which the caller's caps announce.
+fn push_tone_at(
+    h: &mut gst_check::Harness,
+    band: usize,
+    rate: u32,
+    n: usize,
+    start: gst::ClockTime,
+) {
+    push_f32(h, &sine(tone_for(band), rate, 0.5, n), rate, 1, start);
+}
+
+/// Switches the harness to mono F32 at `rate`.
+fn switch_to_mono(h: &mut gst_check::Harness, rate: u32) {
+    h.set_src_caps_str(&format!(
+        "audio/x-raw,format=F32LE,rate={rate},channels=1,layout=interleaved"
+    ));
 }
 
 struct Window {
@@ -1105,14 +1123,8 @@ fn summary_covers_caps_changes_and_segments_keep_running_time_in_order() {
     let element = make_element(Some("tone_bands.onnx"), &[]);
     let (mut h, bus) = harness(&element, MONO_16K);
     push_tone(&mut h, 2, 32000, gst::ClockTime::ZERO);
-    h.set_src_caps_str("audio/x-raw,format=F32LE,rate=48000,channels=1,layout=interleaved");
-    push_f32(
-        &mut h,
-        &sine(tone_for(2), 48000, 0.5, 96000),
-        48000,
-        1,
-        gst::ClockTime::from_seconds(2),
-    );
+    switch_to_mono(&mut h, 48000);
+    push_tone_at(&mut h, 2, 48000, 96000, gst::ClockTime::from_seconds(2));
     assert!(h.push_event(gst::event::Eos::new()));
     let (windows, summaries) = windows(&bus);
     let summary = &summaries[0];
@@ -1321,14 +1333,8 @@ fn model_path_set_while_playing_applies_at_next_start_and_models_are_released() 
     push_tone(&mut h, 1, 16000, gst::ClockTime::ZERO);
     // Changed while PLAYING: the running stream keeps its model, through caps changes too.
     element.set_property("model-path", fixture("tone_bands_fixed.onnx").to_str());
-    h.set_src_caps_str("audio/x-raw,format=F32LE,rate=32000,channels=1,layout=interleaved");
-    push_f32(
-        &mut h,
-        &sine(tone_for(1), 32000, 0.5, 32000),
-        32000,
-        1,
-        gst::ClockTime::from_seconds(1),
-    );
+    switch_to_mono(&mut h, 32000);
+    push_tone_at(&mut h, 1, 32000, 32000, gst::ClockTime::from_seconds(1));
     assert!(h.push_event(gst::event::Eos::new()));
     let (windows, _) = windows(&bus);
     assert!(windows.len() >= 2 && windows.iter().all(|w| w.emotion == "happy"));
