@@ -13,17 +13,36 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde_json::json;
-use seremotion_core::analysis::{AnalyzerSettings, classify_clip};
+use seremotion_core::analysis::{
+    AnalyzerSettings, EmotionAnalyzer, Summary, SummaryAccumulator, WindowResult, classify_clip,
+};
 use seremotion_core::model::Model;
 
 use crate::augment::telephone;
 use crate::corpus::{ASED_COMMON_SENTENCES, Clip, load_audio};
 use crate::metrics::{Metrics, plot_confusion};
 
+/// How clips are played to the analyser.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Streams {
+    /// Each clip is a stream of its own.
+    #[default]
+    Clip,
+    /// Each speaker's clips, in manifest order with [`STREAM_GAP_SECONDS`] of
+    /// silence between them, are one stream (one voice through one call); a
+    /// clip is scored by the windows whose centre lies inside it.
+    Speaker,
+}
+
+/// Silence between two clips of a speaker's stream.
+pub const STREAM_GAP_SECONDS: f64 = 0.5;
+
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// Pass the audio through the 8 kHz G.711 mu-law channel first.
     pub telephony: bool,
+    pub streams: Streams,
     pub json_out: PathBuf,
     /// Where the confusion-matrix PNGs go (one per corpus and `overall`).
     pub plot_dir: Option<PathBuf>,
@@ -41,6 +60,8 @@ pub struct ClipPrediction {
     pub scored: bool,
     /// `None` when no window of the clip held speech.
     pub predicted: Option<usize>,
+    /// Windows that scored the clip, speech or not.
+    pub windows: usize,
     /// Mean window scores in the model's label order (zeros without speech).
     pub scores: Vec<f32>,
 }
@@ -101,33 +122,12 @@ pub fn evaluate_model(
 
     let rate = model.metadata().sample_rate;
     let settings = AnalyzerSettings::for_model(model);
-    let done = AtomicUsize::new(0);
-    let total = clips.len();
-    let predictions: Vec<ClipPrediction> = clips
-        .par_iter()
-        .zip(&truths)
-        .map(|(clip, &truth)| -> Result<ClipPrediction, String> {
-            let mut audio = load_audio(&clip.path, rate).map_err(|e| e.to_string())?;
-            if opts.telephony {
-                audio = telephone(&audio, rate);
-            }
-            let summary = classify_clip(model, &audio, &settings)
-                .map_err(|e| format!("{}: {e}", clip.path.display()))?;
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_multiple_of(250) || n == total {
-                eprintln!("eval: {n}/{total} clips");
-            }
-            Ok(ClipPrediction {
-                path: clip.path.clone(),
-                corpus: clip.corpus.clone(),
-                speaker: clip.speaker.clone(),
-                scored: clip.is_scored(),
-                truth,
-                predicted: summary.dominant(),
-                scores: summary.mean_scores,
-            })
-        })
-        .collect::<Result<_, String>>()?;
+    let predictions = match opts.streams {
+        Streams::Clip => predict_each_clip(model, clips, &truths, opts.telephony, &settings)?,
+        Streams::Speaker => {
+            predict_speaker_streams(model, clips, &truths, opts.telephony, &settings)?
+        }
+    };
 
     // A clip without a single speech window gets no label: it counts as an
     // error (sentinel `n_labels`), so gating cannot flatter the numbers.
@@ -177,6 +177,15 @@ pub fn evaluate_model(
         "model": model.origin(),
         "telephony": opts.telephony,
         "channel": channel,
+        "streams": opts.streams,
+        "streams_rule": match opts.streams {
+            Streams::Clip => "each clip is a stream of its own".to_string(),
+            Streams::Speaker => format!(
+                "each speaker's clips, in manifest order with {STREAM_GAP_SECONDS} s of silence \
+                 between them, are one stream; a clip is scored by the windows whose centre \
+                 lies inside it"
+            ),
+        },
         "analysis": {
             "sample_rate": rate,
             "window_frames": settings.window_frames,
@@ -250,6 +259,154 @@ pub fn evaluate_model(
         clips: predictions,
         json,
     })
+}
+
+fn clip_audio(clip: &Clip, rate: u32, telephony: bool) -> Result<Vec<f32>, String> {
+    let audio = load_audio(&clip.path, rate).map_err(|e| e.to_string())?;
+    Ok(if telephony {
+        telephone(&audio, rate)
+    } else {
+        audio
+    })
+}
+
+fn prediction(clip: &Clip, truth: usize, summary: Summary) -> ClipPrediction {
+    ClipPrediction {
+        path: clip.path.clone(),
+        corpus: clip.corpus.clone(),
+        speaker: clip.speaker.clone(),
+        scored: clip.is_scored(),
+        truth,
+        predicted: summary.dominant(),
+        windows: summary.windows,
+        scores: summary.mean_scores,
+    }
+}
+
+/// Reports progress every 250 clips.
+struct Progress {
+    done: AtomicUsize,
+    total: usize,
+}
+
+impl Progress {
+    fn add(&self, n: usize) {
+        let before = self.done.fetch_add(n, Ordering::Relaxed);
+        let now = before + n;
+        if now / 250 > before / 250 || now == self.total {
+            eprintln!("eval: {now}/{} clips", self.total);
+        }
+    }
+}
+
+fn predict_each_clip(
+    model: &Arc<Model>,
+    clips: &[Clip],
+    truths: &[usize],
+    telephony: bool,
+    settings: &AnalyzerSettings,
+) -> Result<Vec<ClipPrediction>, String> {
+    let rate = model.metadata().sample_rate;
+    let progress = Progress {
+        done: AtomicUsize::new(0),
+        total: clips.len(),
+    };
+    clips
+        .par_iter()
+        .zip(truths)
+        .map(|(clip, &truth)| {
+            let audio = clip_audio(clip, rate, telephony)?;
+            let summary = classify_clip(model, &audio, settings)
+                .map_err(|e| format!("{}: {e}", clip.path.display()))?;
+            progress.add(1);
+            Ok(prediction(clip, truth, summary))
+        })
+        .collect()
+}
+
+/// The clip (index into `spans`, sorted sample ranges) holding sample
+/// `centre`, if any: gaps between clips belong to none.
+fn clip_at(spans: &[(usize, usize)], centre: usize) -> Option<usize> {
+    let k = spans.partition_point(|&(_, end)| end <= centre);
+    spans
+        .get(k)
+        .filter(|&&(start, end)| start <= centre && centre < end)
+        .map(|_| k)
+}
+
+/// [`Streams::Speaker`]: one analyser per speaker over all its clips.
+fn predict_speaker_streams(
+    model: &Arc<Model>,
+    clips: &[Clip],
+    truths: &[usize],
+    telephony: bool,
+    settings: &AnalyzerSettings,
+) -> Result<Vec<ClipPrediction>, String> {
+    let rate = model.metadata().sample_rate;
+    let cfg = &model.metadata().features;
+    let (hop, n_fft) = (cfg.hop_length, cfg.n_fft);
+    let gap = vec![0f32; (STREAM_GAP_SECONDS * f64::from(rate)).round() as usize];
+    // Speakers in order of first appearance, each with its clips in manifest order.
+    let mut order: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut speakers: Vec<Vec<usize>> = Vec::new();
+    for (i, clip) in clips.iter().enumerate() {
+        let next = speakers.len();
+        let k = *order
+            .entry((clip.corpus.as_str(), clip.speaker.as_str()))
+            .or_insert(next);
+        if k == next {
+            speakers.push(Vec::new());
+        }
+        speakers[k].push(i);
+    }
+    let progress = Progress {
+        done: AtomicUsize::new(0),
+        total: clips.len(),
+    };
+    let per_speaker: Vec<Vec<(usize, ClipPrediction)>> = speakers
+        .par_iter()
+        .map(|members| -> Result<_, String> {
+            let mut stream = Vec::new();
+            let mut spans = Vec::with_capacity(members.len());
+            for &i in members {
+                let start = stream.len();
+                stream.extend(clip_audio(&clips[i], rate, telephony)?);
+                spans.push((start, stream.len()));
+                stream.extend_from_slice(&gap);
+            }
+            let n_labels = model.n_labels();
+            let mut sums: Vec<SummaryAccumulator> = members
+                .iter()
+                .map(|_| SummaryAccumulator::new(n_labels))
+                .collect();
+            let mut assign = |r: &WindowResult| {
+                let first = r.start_frame as usize * hop;
+                let last = (r.start_frame as usize + r.n_frames.max(1) - 1) * hop + n_fft;
+                if let Some(k) = clip_at(&spans, (first + last) / 2) {
+                    sums[k].add(r);
+                }
+            };
+            let first = &clips[members[0]];
+            let context = |e: seremotion_core::model::ModelError| {
+                format!("{} {} stream: {e}", first.corpus, first.speaker)
+            };
+            let mut analyzer = EmotionAnalyzer::new(model.clone(), *settings).map_err(context)?;
+            analyzer.push(&stream, &mut assign).map_err(context)?;
+            analyzer.flush(&mut assign).map_err(context)?;
+            progress.add(members.len());
+            Ok(members
+                .iter()
+                .zip(sums)
+                .map(|(&i, acc)| (i, prediction(&clips[i], truths[i], acc.summary())))
+                .collect())
+        })
+        .collect::<Result<_, String>>()?;
+    let mut predictions: Vec<Option<ClipPrediction>> = vec![None; clips.len()];
+    for (i, p) in per_speaker.into_iter().flatten() {
+        predictions[i] = Some(p);
+    }
+    // Every clip belongs to exactly one speaker's stream.
+    Ok(predictions.into_iter().flatten().collect())
 }
 
 /// The (corpus, speaker) pairs the model's `seremotion.training` metadata
@@ -332,4 +489,22 @@ fn print_table(
         );
     }
     println!("(per-label columns are recall; no-sp = clips without speech, counted wrong)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_belongs_to_the_clip_its_centre_is_in() {
+        let spans = [(0, 100), (150, 300), (350, 351)];
+        assert_eq!(clip_at(&spans, 0), Some(0));
+        assert_eq!(clip_at(&spans, 99), Some(0));
+        assert_eq!(clip_at(&spans, 100), None, "the gap after a clip");
+        assert_eq!(clip_at(&spans, 149), None);
+        assert_eq!(clip_at(&spans, 150), Some(1));
+        assert_eq!(clip_at(&spans, 350), Some(2));
+        assert_eq!(clip_at(&spans, 351), None);
+        assert_eq!(clip_at(&[], 5), None);
+    }
 }

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use seremotion_core::features::WindowNormalization;
 use seremotion_trainer::cv::{self, CvOptions};
+use seremotion_trainer::eval::Streams;
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
 
 #[derive(Parser)]
@@ -252,6 +253,12 @@ struct EvalArgs {
     /// Pass the audio through the 8 kHz G.711 mu-law channel first.
     #[arg(long)]
     telephony: bool,
+    /// `clip`: each clip is a stream of its own; `speaker`: each speaker's
+    /// clips, in manifest order with 0.5 s of silence between them, are one
+    /// stream (one voice through one call), and a clip is scored by the
+    /// windows centred inside it.
+    #[arg(long, value_enum, default_value = "clip")]
+    streams: Streams,
     /// Folder for the confusion-matrix PNGs [default: beside OUT].
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
@@ -294,6 +301,7 @@ fn real_main() -> Result<()> {
             &a.model,
             &a.json,
             a.telephony,
+            a.streams,
             a.plots.as_deref(),
         ),
     }

@@ -579,6 +579,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             let t = Instant::now();
             let opts = eval::EvalOptions {
                 telephony,
+                streams: eval::Streams::Clip,
                 json_out: json_path,
                 plot_dir: Some(eval_dir.join(name)),
             };
@@ -643,6 +644,7 @@ pub fn eval_command(
     model: &Path,
     json_out: &Path,
     telephony: bool,
+    streams: eval::Streams,
     plots: Option<&Path>,
 ) -> Result<()> {
     let clips = load_clips(sources)?;
@@ -655,6 +657,7 @@ pub fn eval_command(
     });
     let opts = eval::EvalOptions {
         telephony,
+        streams,
         json_out: json_out.to_path_buf(),
         plot_dir: Some(plots),
     };

@@ -25,6 +25,7 @@ fn silent_clips_count_as_errors_and_outputs_are_written() {
     let clips = [clip(Emotion::Sad), clip(Emotion::Neutral)];
     let opts = EvalOptions {
         telephony: true,
+        streams: Default::default(),
         json_out: dir.join("out/eval.json"),
         plot_dir: Some(dir.join("plots")),
     };
@@ -63,6 +64,7 @@ fn unreadable_clip_is_an_error_naming_it() {
     }];
     let opts = EvalOptions {
         telephony: false,
+        streams: Default::default(),
         json_out: dir.join("e.json"),
         plot_dir: None,
     };
@@ -86,6 +88,7 @@ fn real_clips_per_corpus() {
     let out = temp_dir("real");
     let opts = EvalOptions {
         telephony: false,
+        streams: Default::default(),
         json_out: out.join("eval.json"),
         plot_dir: None,
     };

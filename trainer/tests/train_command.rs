@@ -87,6 +87,7 @@ fn train_writes_an_ensemble_model_with_its_report() {
         &clips,
         &seremotion_trainer::eval::EvalOptions {
             telephony: false,
+            streams: Default::default(),
             json_out: dir.join("all.json"),
             plot_dir: None,
         },
