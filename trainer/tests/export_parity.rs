@@ -103,3 +103,32 @@ fn an_exported_ensemble_averages_its_members_logits() {
         (a.forward(x.clone()) + b.forward(x)).div_scalar(2.0)
     });
 }
+
+/// The window normalisation the network was trained with reaches the element
+/// unchanged through the model's metadata, for every variant.
+#[test]
+fn every_window_normalisation_round_trips_through_the_model_file() {
+    use seremotion_core::features::WindowNormalization;
+    let model = Ensemble::new(vec![small_network(5)]);
+    for normalization in [
+        WindowNormalization::None,
+        WindowNormalization::SubtractMean,
+        WindowNormalization::SubtractGain,
+    ] {
+        let mut features = feature_config();
+        features.normalization = normalization;
+        let graph = export::export_graph(&model, features.n_features(), 99).expect("export");
+        let meta = ModelMetadata {
+            labels: ["neutral", "happy", "sad", "angry"]
+                .map(String::from)
+                .to_vec(),
+            sample_rate: 16000,
+            window: 2.0,
+            features: features.clone(),
+            training: serde_json::json!({}),
+        };
+        let onnx = Model::from_bytes(&embed_metadata(&graph, &meta), "normalisation test")
+            .expect("ONNX Runtime loads the export");
+        assert_eq!(onnx.metadata().features, features, "{normalization:?}");
+    }
+}
