@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # Files per task: small enough to balance the load, large enough that a
 # task's start-up (one process, one model load) is paid rarely.
@@ -104,11 +105,24 @@ def main():
 
     parts_dir = Path(args.out) / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    # SPREAD: shares go to every node with a free CPU first; the default
-    # strategy packs the driver's node while it can, so a small batch would
-    # never leave it.
-    spread = analyse_share.options(scheduling_strategy="SPREAD")
-    pending = [spread.remote(analyzer, os.getcwd(), options, share) for share in shares]
+    # Each share is pinned (softly: a node that goes away hands it on) to a
+    # node, in proportion to the nodes' CPUs. Ray's own strategies, SPREAD
+    # included, keep reusing the driver's node while its workers are free,
+    # so a batch of quick files would never leave it.
+    slots = [
+        node["NodeID"]
+        for node in ray.nodes()
+        if node["Alive"]
+        for _ in range(int(node["Resources"].get("CPU", 0)))
+    ]
+    pending = [
+        analyse_share.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(slots[i % len(slots)], soft=True)
+            if slots
+            else "DEFAULT"
+        ).remote(analyzer, os.getcwd(), options, share)
+        for i, share in enumerate(shares)
+    ]
     nodes = set()
     done = 0
     while pending:
