@@ -290,6 +290,13 @@ struct Progress {
 }
 
 impl Progress {
+    fn new(total: usize) -> Self {
+        Progress {
+            done: AtomicUsize::new(0),
+            total,
+        }
+    }
+
     fn add(&self, n: usize) {
         let before = self.done.fetch_add(n, Ordering::Relaxed);
         let now = before + n;
@@ -307,10 +314,7 @@ fn predict_each_clip(
     settings: &AnalyzerSettings,
 ) -> Result<Vec<ClipPrediction>, String> {
     let rate = model.metadata().sample_rate;
-    let progress = Progress {
-        done: AtomicUsize::new(0),
-        total: clips.len(),
-    };
+    let progress = Progress::new(clips.len());
     clips
         .par_iter()
         .zip(truths)
@@ -359,10 +363,7 @@ fn predict_speaker_streams(
         }
         speakers[k].push(i);
     }
-    let progress = Progress {
-        done: AtomicUsize::new(0),
-        total: clips.len(),
-    };
+    let progress = Progress::new(clips.len());
     let per_speaker: Vec<Vec<(usize, ClipPrediction)>> = speakers
         .par_iter()
         .map(|members| -> Result<_, String> {

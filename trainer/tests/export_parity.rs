@@ -24,6 +24,18 @@ fn input(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+fn metadata(features: seremotion_core::features::FeatureConfig) -> ModelMetadata {
+    ModelMetadata {
+        labels: ["neutral", "happy", "sad", "angry"]
+            .map(String::from)
+            .to_vec(),
+        sample_rate: 16000,
+        window: 2.0,
+        features,
+        training: serde_json::json!({"test": "export parity"}),
+    }
+}
+
 /// Exports `model`, loads it through the element's inference path and checks
 /// the contract and that ONNX Runtime's logits equal `reference`'s within 1e-4.
 fn assert_parity(model: &Ensemble, reference: impl Fn(Tensor<3>) -> Tensor<2>) {
@@ -32,15 +44,7 @@ fn assert_parity(model: &Ensemble, reference: impl Fn(Tensor<3>) -> Tensor<2>) {
     let device = Device::flex();
     let window_frames = 99;
     let graph = export::export_graph(model, nf, window_frames).expect("export");
-    let meta = ModelMetadata {
-        labels: ["neutral", "happy", "sad", "angry"]
-            .map(String::from)
-            .to_vec(),
-        sample_rate: 16000,
-        window: 2.0,
-        features,
-        training: serde_json::json!({"test": "export parity"}),
-    };
+    let meta = metadata(features);
     let bytes = embed_metadata(&graph, &meta);
     let onnx =
         Model::from_bytes(&bytes, "export parity test").expect("ONNX Runtime loads the export");
@@ -118,15 +122,7 @@ fn every_window_normalisation_round_trips_through_the_model_file() {
         let mut features = feature_config();
         features.normalization = normalization;
         let graph = export::export_graph(&model, features.n_features(), 99).expect("export");
-        let meta = ModelMetadata {
-            labels: ["neutral", "happy", "sad", "angry"]
-                .map(String::from)
-                .to_vec(),
-            sample_rate: 16000,
-            window: 2.0,
-            features: features.clone(),
-            training: serde_json::json!({}),
-        };
+        let meta = metadata(features.clone());
         let onnx = Model::from_bytes(&embed_metadata(&graph, &meta), "normalisation test")
             .expect("ONNX Runtime loads the export");
         assert_eq!(onnx.metadata().features, features, "{normalization:?}");
