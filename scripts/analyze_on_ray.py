@@ -142,9 +142,17 @@ def main():
     print(f"[ray] tasks ran on {len(nodes)} nodes", file=sys.stderr)
     ray.shutdown()
 
-    merged = subprocess.run(
-        [analyzer, "merge", "--out", args.out, "--customer-channel", str(args.customer_channel)]
-    )
+    # Only this batch's files: OUT may hold parts of earlier batches.
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as listed_files:
+        listed_files.write("".join(f + "\n" for f in files))
+        listed_files.flush()
+        merged = subprocess.run(
+            [
+                analyzer, "merge", "--out", args.out,
+                "--customer-channel", str(args.customer_channel),
+                "--files", listed_files.name,
+            ]
+        )
     sys.exit(merged.returncode)
 
 

@@ -77,6 +77,11 @@ enum Command {
         /// The customer's channel, whose negativity ranks the calls in the report.
         #[arg(long, value_name = "N", default_value_t = 1)]
         customer_channel: i32,
+        /// Only these files' results, one file a line (as `--list-files` prints them);
+        /// a listed file without a stored result is an error. Without it, every stored
+        /// result, including those of earlier batches into DIR.
+        #[arg(long, value_name = "LIST")]
+        files: Option<PathBuf>,
         #[arg(value_name = "SOURCE")]
         sources: Vec<PathBuf>,
     },
@@ -88,8 +93,9 @@ fn main() -> ExitCode {
         Some(Command::Merge {
             out,
             customer_channel,
+            files,
             sources,
-        }) => merge(&out, customer_channel, &sources),
+        }) => merge(&out, customer_channel, files.as_deref(), &sources),
         None => analyse(&cli.analyse),
     };
     match outcome {
@@ -158,14 +164,36 @@ fn analyse(args: &AnalyseArgs) -> Result<usize> {
     Ok(failed)
 }
 
-fn merge(out: &std::path::Path, customer_channel: i32, sources: &[PathBuf]) -> Result<usize> {
+fn merge(
+    out: &std::path::Path,
+    customer_channel: i32,
+    files: Option<&std::path::Path>,
+    sources: &[PathBuf],
+) -> Result<usize> {
     let store = ResultStore::create(out)?;
     for source in sources {
         if source.canonicalize().ok() != out.canonicalize().ok() {
             store.import(source)?;
         }
     }
-    let results = store.all()?;
+    let mut results = store.all()?;
+    if let Some(list) = files {
+        let text = std::fs::read_to_string(list)
+            .with_context(|| format!("--files {}: cannot read", list.display()))?;
+        let wanted: std::collections::BTreeSet<&str> =
+            text.lines().filter(|l| !l.trim().is_empty()).collect();
+        results.retain(|r| wanted.contains(r.file.as_str()));
+        if let Some(missing) = wanted
+            .iter()
+            .find(|f| !results.iter().any(|r| r.file == **f))
+        {
+            bail!(
+                "{missing}: listed in {} but no stored result in {} or the sources given",
+                list.display(),
+                out.display()
+            );
+        }
+    }
     if results.is_empty() {
         bail!(
             "no stored results in {} or the sources given",

@@ -371,6 +371,28 @@ fn merged_shares_equal_one_run() {
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(outputs(&dir("one")), outputs(&dir("merged")));
+
+    // A later batch into the same folder: `--files` keeps only its own files.
+    let list = dir("second-batch.txt");
+    let second: String = b.calls[1..].iter().map(|c| s(c) + "\n").collect();
+    std::fs::write(&list, second).unwrap();
+    let merge_only = |list: &Path| {
+        run(Command::new(BIN).args([
+            "merge",
+            "--out",
+            &s(&dir("merged")),
+            "--files",
+            list.to_str().unwrap(),
+        ]))
+    };
+    let o = merge_only(&list);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(outputs(&dir("merged")), outputs(&dir("half2")));
+    // A listed file that was never analysed is named.
+    std::fs::write(&list, "/nowhere/call9.wav\n").unwrap();
+    let o = merge_only(&list);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nowhere/call9.wav"), "{}", stderr(&o));
 }
 
 /// Pixels of `color` (within a small tolerance) in an RGB(A) PNG.
