@@ -126,4 +126,9 @@ fuzz_target!(|input: Input| {
     h.push_event(gst::event::Eos::new());
     // Drain the bus so messages are built and dropped like an application would.
     while bus.pop().is_some() {}
+    // The teardown's messages hold the element, which holds the bus: flush it
+    // (as a pipeline does at NULL) or every run leaks a bus and its sockets.
+    drop(h);
+    bus.set_flushing(true);
+    element.set_bus(None);
 });
