@@ -758,6 +758,18 @@ fn child_test(name: &str) -> std::process::Command {
     child
 }
 
+/// In the parent test process: runs test `name` in a child process, asserts
+/// that it passed and returns true. In that child: returns false, so the test
+/// goes on with its own process to itself.
+fn reran_in_child(name: &str) -> bool {
+    if std::env::var_os("SEREMOTION_TEST_CHILD").is_some() {
+        return false;
+    }
+    let status = child_test(name).status().expect("child runs");
+    assert!(status.success(), "child test {name} failed");
+    true
+}
+
 /// Every file below `dir`.
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -1347,11 +1359,7 @@ fn model_path_set_while_playing_applies_at_next_start_and_models_are_released() 
 /// In a child process: other tests load models concurrently.
 #[test]
 fn rewritten_model_files_are_released() {
-    if std::env::var_os("SEREMOTION_TEST_CHILD").is_none() {
-        let status = child_test("rewritten_model_files_are_released")
-            .status()
-            .expect("child runs");
-        assert!(status.success(), "child test failed");
+    if reran_in_child("rewritten_model_files_are_released") {
         return;
     }
     init();
@@ -1562,11 +1570,7 @@ fn open_fds() -> usize {
 /// child process: other tests open files concurrently.
 #[test]
 fn torn_down_elements_are_freed_with_their_bus() {
-    if std::env::var_os("SEREMOTION_TEST_CHILD").is_none() {
-        let status = child_test("torn_down_elements_are_freed_with_their_bus")
-            .status()
-            .expect("child runs");
-        assert!(status.success(), "child test failed");
+    if reran_in_child("torn_down_elements_are_freed_with_their_bus") {
         return;
     }
     let run = |n_samples: usize| {
