@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::features::{self, FrameStream};
+use crate::features::{self, FrameStream, StreamBaseline, WindowNormalization};
 use crate::model::{self, Model, ModelError};
 use crate::speech::SpeechDetector;
 
@@ -148,24 +148,27 @@ pub fn clip_windows(n_frames: usize, window: usize, hop: usize) -> Vec<(usize, u
 
 /// The model's input for one window: `frames` (frame-major, `n_frames`
 /// frames) normalised into channels-first `out` of `model_frames` frames,
-/// zero padded after normalisation when the window is shorter. `packed` is
-/// scratch of at least `n_features * n_frames` values.
+/// zero padded after normalisation when the window is shorter. `baseline` is
+/// the stream's voice baseline (see [`features::window_tensor_from`]; empty
+/// for the model's prior). `packed` is scratch of at least
+/// `n_features * n_frames` values.
 pub fn window_input(
     cfg: &features::FeatureConfig,
     frames: &[f32],
     n_frames: usize,
     model_frames: usize,
+    baseline: &[f32],
     packed: &mut [f32],
     out: &mut [f32],
 ) {
     let nf = cfg.n_features();
     let out = &mut out[..nf * model_frames];
     if model_frames == n_frames {
-        features::window_tensor(cfg, frames, n_frames, out);
+        features::window_tensor_from(cfg, frames, n_frames, baseline, out);
         return;
     }
     let packed = &mut packed[..nf * n_frames];
-    features::window_tensor(cfg, frames, n_frames, packed);
+    features::window_tensor_from(cfg, frames, n_frames, baseline, packed);
     out.fill(0.0);
     for (dst, src) in out
         .chunks_exact_mut(model_frames)
@@ -197,6 +200,13 @@ pub struct EmotionAnalyzer {
     tensor: Vec<f32>,
     packed: Vec<f32>,
     scores: Vec<f32>,
+    /// The voice's baseline (models with `SubtractStreamMean`), what it is
+    /// now, and one past the last frame it has learnt from (windows overlap:
+    /// each frame counts once).
+    baseline: StreamBaseline,
+    baseline_now: Vec<f32>,
+    baseline_until: u64,
+    speech_mask: Vec<bool>,
 }
 
 impl EmotionAnalyzer {
@@ -218,7 +228,12 @@ impl EmotionAnalyzer {
             ..settings
         };
         let capacity = settings.window_frames.max(MIN_MODEL_FRAMES);
+        let baseline = StreamBaseline::new(&model.metadata().features);
         Ok(Self {
+            baseline,
+            baseline_now: vec![0.0; n_features],
+            baseline_until: 0,
+            speech_mask: Vec::with_capacity(settings.window_frames),
             frames: Vec::with_capacity((settings.window_frames + 1) * n_features),
             speech,
             tensor: vec![0.0; capacity * n_features],
@@ -248,7 +263,9 @@ impl EmotionAnalyzer {
         self.model.metadata().features.hop_length
     }
 
-    /// Forgets all audio (flush, seek, discontinuity); the next sample starts frame 0.
+    /// Forgets all audio (flush, seek, discontinuity); the next sample starts
+    /// frame 0. The voice baseline stays: after a gap or a seek it is still
+    /// the same call ([`Self::forget_voice`] for a new one).
     pub fn reset(&mut self) {
         self.stream.reset();
         self.frames.clear();
@@ -257,6 +274,18 @@ impl EmotionAnalyzer {
         self.received = 0;
         self.next_start = 0;
         self.analysed_until = 0;
+        self.baseline_until = 0;
+    }
+
+    /// Forgets the voice baseline (a new stream: another call or file); the
+    /// audio buffered so far is still analysed.
+    pub fn forget_voice(&mut self) {
+        self.baseline.reset();
+    }
+
+    /// Speech frames the voice baseline has learnt from.
+    pub fn voice_frames(&self) -> f64 {
+        self.baseline.speech_frames()
     }
 
     /// Feeds mono samples at the model's rate; calls `on_result` for every completed window.
@@ -334,7 +363,31 @@ impl EmotionAnalyzer {
         on_result: &mut impl FnMut(&WindowResult),
     ) -> Result<(), ModelError> {
         let offset = (start - self.first_frame) as usize;
-        let speech_frames = self.speech.count(start, n_frames);
+        let nf = self.n_features;
+        let cfg = &self.model.metadata().features;
+        let speech_frames = if cfg.normalization == WindowNormalization::SubtractStreamMean {
+            let speech_frames = self.speech.mark(start, n_frames, &mut self.speech_mask);
+            let end = start + n_frames as u64;
+            let new_from = self.baseline_until.max(start);
+            if new_from < end {
+                let skip = (new_from - start) as usize;
+                for (t, _) in self
+                    .speech_mask
+                    .iter()
+                    .enumerate()
+                    .skip(skip)
+                    .filter(|m| *m.1)
+                {
+                    let i = offset + t;
+                    self.baseline.add_frame(&self.frames[i * nf..(i + 1) * nf]);
+                }
+                self.baseline_until = end;
+            }
+            self.baseline.current(&mut self.baseline_now);
+            speech_frames
+        } else {
+            self.speech.count(start, n_frames)
+        };
         let speech_ratio = speech_frames as f32 / n_frames as f32;
         if !is_speech_window(speech_frames, n_frames, self.settings.min_speech_ratio) {
             on_result(&WindowResult {
@@ -346,9 +399,7 @@ impl EmotionAnalyzer {
             });
             return Ok(());
         }
-        let nf = self.n_features;
         let window = &self.frames[offset * nf..(offset + n_frames) * nf];
-        let cfg = &self.model.metadata().features;
         let model_frames = self
             .model
             .fixed_frames()
@@ -358,6 +409,7 @@ impl EmotionAnalyzer {
             window,
             n_frames,
             model_frames,
+            &self.baseline_now,
             &mut self.packed,
             &mut self.tensor,
         );

@@ -74,6 +74,12 @@ pub enum WindowNormalization {
     /// row alike, so this removes it while the spectral tilt and the
     /// loudness contour within the window (arousal cues) stay.
     SubtractGain,
+    /// Subtract, per feature row, the voice's own baseline: the mean of the
+    /// speech frames its stream has carried so far, blended with the model's
+    /// `stream_prior` until enough speech has been heard ([`StreamBaseline`]).
+    /// Speaker, microphone and line (constant per call) go; how loud and
+    /// bright this moment is *for this voice* (the arousal cue) stays.
+    SubtractStreamMean,
 }
 
 /// Feature configuration, serialised into the model metadata
@@ -117,6 +123,15 @@ pub struct FeatureConfig {
     /// See `mean`; same length, every value finite and `> 0`.
     #[serde(default)]
     pub std: Vec<f32>,
+    /// With [`WindowNormalization::SubtractStreamMean`]: the baseline a
+    /// stream starts from, per feature row (the training voices' mean speech
+    /// frame); `n_features()` finite values. Empty otherwise.
+    #[serde(default)]
+    pub stream_prior: Vec<f32>,
+    /// Weight of `stream_prior`, in speech frames: after this many speech
+    /// frames the stream's own mean counts as much as the prior.
+    #[serde(default)]
+    pub stream_prior_frames: f32,
 }
 
 impl Default for FeatureConfig {
@@ -137,6 +152,8 @@ impl Default for FeatureConfig {
             normalization: WindowNormalization::None,
             mean: Vec::new(),
             std: Vec::new(),
+            stream_prior: Vec::new(),
+            stream_prior_frames: 0.0,
         }
     }
 }
@@ -205,6 +222,12 @@ pub enum FeatureError {
         /// `n_features()`.
         expected: usize,
     },
+    /// `subtract_stream_mean` without a usable `stream_prior` /
+    /// `stream_prior_frames`.
+    StreamPrior {
+        /// What is wrong with them.
+        problem: String,
+    },
     /// A `mean` value is not finite, or a `std` value is not finite and positive.
     BadStat {
         /// `"mean"` or `"std"`.
@@ -266,6 +289,10 @@ impl fmt::Display for FeatureError {
                 "feature config: `{field}` has {len} values but there are {expected} features \
                  (leave it empty for no standardisation)"
             ),
+            FeatureError::StreamPrior { problem } => write!(
+                f,
+                "feature config: normalization = subtract_stream_mean needs {problem}"
+            ),
             FeatureError::BadStat {
                 field,
                 index,
@@ -287,6 +314,8 @@ pub const MAX_N_FFT: usize = 1 << 16;
 pub const MAX_N_MELS: usize = 512;
 /// Largest `sample_rate`, Hz.
 pub const MAX_SAMPLE_RATE: usize = 192_000;
+/// Largest `stream_prior_frames`: beyond it a stream would never outweigh the prior.
+pub const MAX_STREAM_PRIOR_FRAMES: f32 = 1e6;
 
 impl FeatureConfig {
     /// Checks that features can be computed with this configuration.
@@ -371,6 +400,28 @@ impl FeatureConfig {
                 index,
                 value,
             });
+        }
+        if self.normalization == WindowNormalization::SubtractStreamMean {
+            let problem = if self.stream_prior.len() != expected {
+                Some(format!(
+                    "`stream_prior` with {expected} values (one per feature), got {}",
+                    self.stream_prior.len()
+                ))
+            } else if let Some(i) = self.stream_prior.iter().position(|v| !v.is_finite()) {
+                Some(format!("finite `stream_prior` values; [{i}] is not"))
+            } else if !(self.stream_prior_frames > 0.0
+                && self.stream_prior_frames <= MAX_STREAM_PRIOR_FRAMES)
+            {
+                Some(format!(
+                    "`stream_prior_frames` in (0, {MAX_STREAM_PRIOR_FRAMES}], got {}",
+                    self.stream_prior_frames
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(FeatureError::StreamPrior { problem });
+            }
         }
         if let Some(band) = mel_filterbank(self)
             .iter()
@@ -919,6 +970,77 @@ impl FeatureMatrix {
     }
 }
 
+/// A voice's baseline for [`WindowNormalization::SubtractStreamMean`]: per
+/// feature row, the mean of the speech frames a stream has carried, blended
+/// with the model's prior,
+/// `(sum of speech frames + prior_frames * prior) / (speech frames + prior_frames)`.
+/// A stream starts at the prior and moves to its own voice as speech comes
+/// in, so the first seconds of a call are judged against the training voices
+/// and the rest against the caller. The element keeps one per result stream;
+/// the trainer builds the same from a speaker's other clips.
+#[derive(Clone, Debug)]
+pub struct StreamBaseline {
+    sum: Vec<f64>,
+    frames: f64,
+    prior: Vec<f32>,
+    prior_frames: f64,
+}
+
+impl StreamBaseline {
+    /// An empty stream of `cfg`'s model (all prior). Without a prior (other
+    /// normalisations) the prior is zero.
+    pub fn new(cfg: &FeatureConfig) -> Self {
+        let nf = cfg.n_features();
+        let mut prior = cfg.stream_prior.clone();
+        prior.resize(nf, 0.0);
+        Self {
+            sum: vec![0.0; nf],
+            frames: 0.0,
+            prior,
+            prior_frames: f64::from(cfg.stream_prior_frames.max(0.0)),
+        }
+    }
+
+    /// Adds one speech frame (`n_features` values).
+    pub fn add_frame(&mut self, frame: &[f32]) {
+        for (s, &x) in self.sum.iter_mut().zip(frame) {
+            *s += f64::from(x);
+        }
+        self.frames += 1.0;
+    }
+
+    /// Adds `frames` speech frames whose per-row sums are `sum`.
+    pub fn add_sums(&mut self, sum: &[f64], frames: f64) {
+        for (s, &x) in self.sum.iter_mut().zip(sum) {
+            *s += x;
+        }
+        self.frames += frames;
+    }
+
+    /// Speech frames heard so far.
+    pub fn speech_frames(&self) -> f64 {
+        self.frames
+    }
+
+    /// The baseline now, one value per feature row.
+    pub fn current(&self, out: &mut [f32]) {
+        let weight = self.frames + self.prior_frames;
+        for ((o, &s), &p) in out.iter_mut().zip(&self.sum).zip(&self.prior) {
+            *o = if weight > 0.0 {
+                ((s + self.prior_frames * f64::from(p)) / weight) as f32
+            } else {
+                p
+            };
+        }
+    }
+
+    /// Forgets the stream's speech (a new voice): back to the prior.
+    pub fn reset(&mut self) {
+        self.sum.iter_mut().for_each(|s| *s = 0.0);
+        self.frames = 0.0;
+    }
+}
+
 /// Features of a whole clip (`center = False`; a clip shorter than `n_fft`
 /// yields zero frames).
 pub fn extract(cfg: &FeatureConfig, samples: &[f32]) -> Result<FeatureMatrix, FeatureError> {
@@ -949,7 +1071,30 @@ pub fn extract(cfg: &FeatureConfig, samples: &[f32]) -> Result<FeatureMatrix, Fe
 /// # Panics
 /// If `frames` or `out` is not `n_frames * cfg.n_features()` long (caller bug).
 pub fn window_tensor(cfg: &FeatureConfig, frames: &[f32], n_frames: usize, out: &mut [f32]) {
+    window_tensor_from(cfg, frames, n_frames, &cfg.stream_prior, out);
+}
+
+/// [`window_tensor`] for a window of a stream whose voice baseline is
+/// `baseline` (from [`StreamBaseline::current`]; used only by
+/// [`WindowNormalization::SubtractStreamMean`], where an empty slice means
+/// the model's prior).
+///
+/// # Panics
+/// If `frames` or `out` is not `n_frames * cfg.n_features()` long, or a
+/// non-empty `baseline` is not `cfg.n_features()` long (caller bug).
+pub fn window_tensor_from(
+    cfg: &FeatureConfig,
+    frames: &[f32],
+    n_frames: usize,
+    baseline: &[f32],
+    out: &mut [f32],
+) {
     let nf = cfg.n_features();
+    let baseline = if baseline.is_empty() {
+        &cfg.stream_prior
+    } else {
+        baseline
+    };
     assert_eq!(
         frames.len(),
         nf * n_frames,
@@ -981,6 +1126,11 @@ pub fn window_tensor(cfg: &FeatureConfig, frames: &[f32], n_frames: usize, out: 
             WindowNormalization::SubtractGain => {
                 let shift = gain_shift[f];
                 row.iter_mut().for_each(|x| *x -= shift);
+            }
+            WindowNormalization::SubtractStreamMean => {
+                // A config that passed `validate` has a prior for every row.
+                let level = baseline.get(f).copied().unwrap_or(0.0);
+                row.iter_mut().for_each(|x| *x -= level);
             }
         }
         if let (Some(&m), Some(&s)) = (cfg.mean.get(f), cfg.std.get(f)) {
@@ -1275,6 +1425,137 @@ mod tests {
         let mut out = vec![0.0; len];
         window_tensor(cfg, &m.data[..len], n, &mut out);
         out
+    }
+
+    #[test]
+    fn a_voice_baseline_moves_from_the_prior_to_the_voice() {
+        let cfg = FeatureConfig {
+            n_mels: 2,
+            fmax: 4000.0,
+            normalization: WindowNormalization::SubtractStreamMean,
+            stream_prior: vec![1.0, 2.0],
+            stream_prior_frames: 2.0,
+            ..FeatureConfig::default()
+        };
+        let mut voice = StreamBaseline::new(&cfg);
+        let mut now = [0f32; 2];
+        voice.current(&mut now);
+        assert_eq!(now, [1.0, 2.0], "no speech yet: the prior");
+        voice.add_frame(&[3.0, 4.0]);
+        voice.add_frame(&[3.0, 4.0]);
+        voice.current(&mut now);
+        // As much speech as prior weight: halfway.
+        assert_eq!(now, [2.0, 3.0]);
+        voice.add_sums(&[30.0, 40.0], 10.0);
+        voice.current(&mut now);
+        assert!((now[0] - 38.0 / 14.0).abs() < 1e-6 && (now[1] - 52.0 / 14.0).abs() < 1e-6);
+        assert_eq!(voice.speech_frames(), 12.0);
+        voice.reset();
+        voice.current(&mut now);
+        assert_eq!(now, [1.0, 2.0], "a new voice starts at the prior again");
+    }
+
+    #[test]
+    fn stream_normalisation_removes_the_voice_and_keeps_the_moment() {
+        let base = FeatureConfig {
+            append_rms: true,
+            ..FeatureConfig::default()
+        };
+        let n = 40;
+        let rows = base.n_features();
+        let plain = FeatureConfig {
+            normalization: WindowNormalization::None,
+            ..base.clone()
+        };
+        let stream = FeatureConfig {
+            normalization: WindowNormalization::SubtractStreamMean,
+            stream_prior: vec![-40.0; rows],
+            stream_prior_frames: 100.0,
+            ..base.clone()
+        };
+        stream.validate().unwrap();
+        let row_mean = |w: &[f32], f: usize| w[f * n..(f + 1) * n].iter().sum::<f32>() / n as f32;
+        let loud = noise(16000, 5);
+        let frames = |x: &[f32]| extract(&base, x).unwrap().data[..n * rows].to_vec();
+        // The voice's baseline is its own quieter speech (12 dB down).
+        let quiet: Vec<f32> = loud.iter().map(|v| v * 0.25).collect();
+        let voice: Vec<f32> = {
+            let f = frames(&quiet);
+            (0..rows)
+                .map(|r| f.iter().skip(r).step_by(rows).sum::<f32>() / n as f32)
+                .collect()
+        };
+        let mut out = vec![0f32; n * rows];
+        window_tensor_from(&stream, &frames(&loud), n, &voice, &mut out);
+        // A louder moment than the voice's usual stays +12 dB on every level
+        // row (SubtractMean would make it 0: the arousal cue).
+        let gain = 20.0 * 4f32.log10();
+        for f in 0..rows {
+            assert!((row_mean(&out, f) - gain).abs() < 1e-2, "row {f}");
+        }
+        // A line 20 dB hotter moves window and baseline alike: nothing changes.
+        let hot: Vec<f32> = loud.iter().map(|v| v * 10.0).collect();
+        let hot_voice: Vec<f32> = voice.iter().map(|v| v + 20.0).collect();
+        let mut hot_out = vec![0f32; n * rows];
+        window_tensor_from(&stream, &frames(&hot), n, &hot_voice, &mut hot_out);
+        for (p, q) in out.iter().zip(&hot_out) {
+            assert!((p - q).abs() < 1e-2, "{p} vs {q}");
+        }
+        // No baseline given: the prior.
+        let mut prior_out = vec![0f32; n * rows];
+        window_tensor(&stream, &frames(&loud), n, &mut prior_out);
+        let mut raw = vec![0f32; n * rows];
+        window_tensor(&plain, &frames(&loud), n, &mut raw);
+        for (p, q) in prior_out.iter().zip(&raw) {
+            assert!((p - (q + 40.0)).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn stream_normalisation_needs_a_usable_prior() {
+        let ok = FeatureConfig {
+            normalization: WindowNormalization::SubtractStreamMean,
+            stream_prior: vec![-50.0; 64],
+            stream_prior_frames: 200.0,
+            ..FeatureConfig::default()
+        };
+        ok.validate().unwrap();
+        for (bad, needle) in [
+            (
+                FeatureConfig {
+                    stream_prior: Vec::new(),
+                    ..ok.clone()
+                },
+                "64 values",
+            ),
+            (
+                FeatureConfig {
+                    stream_prior: vec![f32::NAN; 64],
+                    ..ok.clone()
+                },
+                "finite",
+            ),
+            (
+                FeatureConfig {
+                    stream_prior_frames: 0.0,
+                    ..ok.clone()
+                },
+                "stream_prior_frames",
+            ),
+            (
+                FeatureConfig {
+                    stream_prior_frames: f32::INFINITY,
+                    ..ok.clone()
+                },
+                "stream_prior_frames",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("subtract_stream_mean") && err.contains(needle),
+                "{err}"
+            );
+        }
     }
 
     #[test]

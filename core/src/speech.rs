@@ -145,19 +145,45 @@ pub fn count_speech(
     threshold_db: f32,
     scratch: &mut Vec<f32>,
 ) -> usize {
-    let audible = |l: f32| l > threshold_db && l > SILENT_DB;
+    match speech_test(levels, threshold_db, scratch) {
+        Some(is_speech) => levels[window].iter().filter(|&&l| is_speech(l)).count(),
+        None => 0,
+    }
+}
+
+/// [`count_speech`], also marking each frame of `levels[window]` in `mask`
+/// (cleared first): which frames a voice baseline may learn from.
+pub fn mark_speech(
+    levels: &[f32],
+    window: std::ops::Range<usize>,
+    threshold_db: f32,
+    scratch: &mut Vec<f32>,
+    mask: &mut Vec<bool>,
+) -> usize {
+    mask.clear();
+    match speech_test(levels, threshold_db, scratch) {
+        Some(is_speech) => mask.extend(levels[window].iter().map(|&l| is_speech(l))),
+        None => mask.resize(window.len(), false),
+    }
+    mask.iter().filter(|&&m| m).count()
+}
+
+/// The per-frame test against the noise floor of `levels`' frames that carry
+/// a signal; `None` when none does (nothing is speech).
+fn speech_test(
+    levels: &[f32],
+    threshold_db: f32,
+    scratch: &mut Vec<f32>,
+) -> Option<impl Fn(f32) -> bool> {
     let signal = NO_SIGNAL_DB.min(threshold_db).max(SILENT_DB);
     scratch.clear();
     scratch.extend(levels.iter().copied().filter(|&l| l > signal));
     if scratch.is_empty() {
-        return 0;
+        return None;
     }
     let k = ((scratch.len() - 1) as f32 * FLOOR_QUANTILE) as usize;
     let (_, &mut floor, _) = scratch.select_nth_unstable_by(k, f32::total_cmp);
-    levels[window]
-        .iter()
-        .filter(|&&l| audible(l) && l > floor + FLOOR_MARGIN_DB)
-        .count()
+    Some(move |l: f32| l > threshold_db && l > SILENT_DB && l > floor + FLOOR_MARGIN_DB)
 }
 
 /// Band levels of a whole clip, one per feature frame, as a
@@ -191,6 +217,35 @@ pub fn window_speech_frames(
         threshold_db,
         scratch,
     )
+}
+
+/// [`window_speech_frames`], also marking each of the window's frames in
+/// `mask` (`n` entries; frames past the end of `levels` are not speech).
+pub fn window_speech_mask(
+    levels: &[f32],
+    start: usize,
+    n: usize,
+    history: usize,
+    threshold_db: f32,
+    scratch: &mut Vec<f32>,
+    mask: &mut Vec<bool>,
+) -> usize {
+    let end = (start + n).min(levels.len());
+    if end <= start {
+        mask.clear();
+        mask.resize(n, false);
+        return 0;
+    }
+    let lo = start.saturating_sub(history);
+    let count = mark_speech(
+        &levels[lo..end],
+        start - lo..end - lo,
+        threshold_db,
+        scratch,
+        mask,
+    );
+    mask.resize(n, false);
+    count
 }
 
 /// Per-frame speech decisions for a whole clip from its [`band_levels`]:
@@ -280,6 +335,26 @@ impl SpeechDetector {
             history,
             self.threshold_db,
             &mut self.scratch,
+        )
+    }
+
+    /// [`Self::count`], also marking which of the `n` frames are speech.
+    pub fn mark(&mut self, start: u64, n: usize, mask: &mut Vec<bool>) -> usize {
+        let Some(offset) = start.checked_sub(self.first) else {
+            mask.clear();
+            mask.resize(n, false);
+            return 0;
+        };
+        let levels = self.levels.make_contiguous();
+        let history = (offset as usize).min(self.history);
+        window_speech_mask(
+            levels,
+            offset as usize,
+            n,
+            history,
+            self.threshold_db,
+            &mut self.scratch,
+            mask,
         )
     }
 

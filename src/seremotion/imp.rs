@@ -1064,6 +1064,20 @@ impl BaseTransformImpl for SerEmotion {
                     }
                 }
             }
+            EventView::StreamStart(_) => {
+                // Another call or file: a voice baseline (models that keep
+                // one) starts again from the model's prior.
+                if let Some(state) = lock(&self.state).as_mut() {
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "New stream: forgetting the voice baselines"
+                    );
+                    for channel in state.channels.iter_mut() {
+                        channel.analyzer.forget_voice();
+                    }
+                }
+            }
             EventView::FlushStop(_) => {
                 if let Some(state) = lock(&self.state).as_mut() {
                     gst::debug!(CAT, imp = self, "Flush: forgetting buffered audio");

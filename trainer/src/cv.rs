@@ -191,6 +191,11 @@ pub struct CorpusScore {
     pub speakers: usize,
     pub clean_ua: f64,
     pub phone_ua: f64,
+    /// The same clips with each speaker's clips heard in manifest order as
+    /// one stream (the voice baseline carries over; equal to the clip-by-clip
+    /// figures for recipes without one).
+    pub stream_clean_ua: f64,
+    pub stream_phone_ua: f64,
 }
 
 /// One recipe on one partition.
@@ -222,6 +227,7 @@ pub fn recipe_name(n: WindowNormalization) -> &'static str {
         WindowNormalization::None => "none (gain augmentation only)",
         WindowNormalization::SubtractMean => "per-band window mean removed",
         WindowNormalization::SubtractGain => "window gain removed",
+        WindowNormalization::SubtractStreamMean => "voice baseline removed (per stream)",
     }
 }
 
@@ -350,9 +356,12 @@ fn run_partition(
     features.fmin = t.fmin.unwrap_or(features.fmin);
     features.fmax = t.fmax.unwrap_or(features.fmax);
     features.normalization = norm;
-    let (mean, std) = train::feature_stats(&features, &train_set, window_frames);
-    features.mean = mean;
-    features.std = std;
+    train::fit_normalisation(
+        &mut features,
+        &train_set,
+        window_frames,
+        t.stream_prior_seconds,
+    );
     let mut net = NetConfig::new(features.n_features(), LABELS.len());
     net.channels = t.channels.clone();
     let cfg = run::train_config(t, net, window_frames, hop_frames);
@@ -365,10 +374,13 @@ fn run_partition(
     })?;
 
     let mut per_corpus = BTreeMap::new();
-    let test_clean = pick(&set.clean, &p.test);
-    let test_phone = pick(&set.phone, &p.test);
+    // Manifest order: the order `--streams speaker` plays a speaker's clips in.
+    let mut test = p.test.clone();
+    test.sort_unstable();
+    let test_clean = pick(&set.clean, &test);
+    let test_phone = pick(&set.phone, &test);
     let n_labels = LABELS.len();
-    let predict = |v: &[ClipFeatures]| {
+    let predict = |v: &[ClipFeatures], voice_streams: bool| {
         train::predict_clips(
             &outcome.model,
             &features,
@@ -376,12 +388,14 @@ fn run_partition(
             window_frames,
             hop_frames,
             n_labels,
+            voice_streams,
         )
     };
-    let (pred_clean, pred_phone) = (predict(&test_clean), predict(&test_phone));
-    let corpora: BTreeSet<&str> = p.test.iter().map(|&i| clips[i].corpus.as_str()).collect();
+    let (pred_clean, pred_phone) = (predict(&test_clean, false), predict(&test_phone, false));
+    let (stream_clean, stream_phone) = (predict(&test_clean, true), predict(&test_phone, true));
+    let corpora: BTreeSet<&str> = test.iter().map(|&i| clips[i].corpus.as_str()).collect();
     for corpus in corpora {
-        let idx: Vec<usize> = (0..p.test.len())
+        let idx: Vec<usize> = (0..test.len())
             .filter(|&j| test_clean[j].corpus == corpus && test_clean[j].scored)
             .collect();
         if idx.is_empty() {
@@ -403,6 +417,8 @@ fn run_partition(
                 speakers: speakers.len(),
                 clean_ua: ua(&pred_clean),
                 phone_ua: ua(&pred_phone),
+                stream_clean_ua: ua(&stream_clean),
+                stream_phone_ua: ua(&stream_phone),
             },
         );
     }
@@ -437,7 +453,8 @@ pub fn mean_spread(xs: &[f64]) -> (f64, f64) {
 }
 
 /// (protocol, recipe, corpus) -> (clean UAs, phone UAs, folds).
-type Cells = BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>, usize)>;
+/// Per cell: clean, phone, stream clean and stream phone UA per fold, and clips.
+type Cells = BTreeMap<(String, String, String), ([Vec<f64>; 4], usize)>;
 
 /// Per (protocol, recipe, corpus): clean and phone UA over the folds.
 fn summarize(results: &[FoldResult]) -> serde_json::Value {
@@ -447,23 +464,29 @@ fn summarize(results: &[FoldResult]) -> serde_json::Value {
             let e = cells
                 .entry((r.protocol.clone(), r.recipe.clone(), corpus.clone()))
                 .or_default();
-            e.0.push(s.clean_ua);
-            e.1.push(s.phone_ua);
-            e.2 += s.clips;
+            let scores = [s.clean_ua, s.phone_ua, s.stream_clean_ua, s.stream_phone_ua];
+            e.0.iter_mut().zip(scores).for_each(|(v, x)| v.push(x));
+            e.1 += s.clips;
         }
     }
     let rows: Vec<serde_json::Value> = cells
         .into_iter()
-        .map(|((protocol, recipe, corpus), (clean, phone, clips))| {
-            let (cm, cs) = mean_spread(&clean);
-            let (pm, ps) = mean_spread(&phone);
-            json!({
-                "protocol": protocol, "recipe": recipe, "corpus": corpus,
-                "folds": clean.len(), "clips": clips,
-                "clean_ua_mean": cm, "clean_ua_sd": cs,
-                "phone_ua_mean": pm, "phone_ua_sd": ps,
-            })
-        })
+        .map(
+            |((protocol, recipe, corpus), ([clean, phone, sclean, sphone], clips))| {
+                let (cm, cs) = mean_spread(&clean);
+                let (pm, ps) = mean_spread(&phone);
+                let (scm, scs) = mean_spread(&sclean);
+                let (spm, sps) = mean_spread(&sphone);
+                json!({
+                    "protocol": protocol, "recipe": recipe, "corpus": corpus,
+                    "folds": clean.len(), "clips": clips,
+                    "clean_ua_mean": cm, "clean_ua_sd": cs,
+                    "phone_ua_mean": pm, "phone_ua_sd": ps,
+                    "stream_clean_ua_mean": scm, "stream_clean_ua_sd": scs,
+                    "stream_phone_ua_mean": spm, "stream_phone_ua_sd": sps,
+                })
+            },
+        )
         .collect();
     json!(rows)
 }
@@ -489,7 +512,9 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
          common sentences {} only (the others are trained on but never scored). TESS has two \
          voices: a fold tests one of them with the other in training. Clips classified the \
          element's way (2 s windows every 1 s, speech gate, mean of window probabilities) by \
-         the trainer's forward pass.\n",
+         the trainer's forward pass, each clip as a stream of its own; the speaker-stream \
+         columns hear each test speaker's clips in manifest order as one stream, as `eval \
+         --streams speaker` does (they differ only for a recipe with a voice baseline).\n",
         ASED_COMMON_SENTENCES.join(" and ")
     );
     let _ = writeln!(
@@ -500,16 +525,26 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     );
     let _ = writeln!(
         s,
-        "| protocol | recipe | corpus | folds | clean UA | phone UA | lost on the phone |"
+        "| protocol | recipe | corpus | folds | clean UA | phone UA | lost on the phone \
+         | clean UA, speaker stream | phone UA, speaker stream |"
     );
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|");
     let pct = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap_or(f64::NAN) * 100.0;
     for row in summary.as_array().into_iter().flatten() {
         let (cm, cs) = (pct(row, "clean_ua_mean"), pct(row, "clean_ua_sd"));
         let (pm, ps) = (pct(row, "phone_ua_mean"), pct(row, "phone_ua_sd"));
+        let (scm, scs) = (
+            pct(row, "stream_clean_ua_mean"),
+            pct(row, "stream_clean_ua_sd"),
+        );
+        let (spm, sps) = (
+            pct(row, "stream_phone_ua_mean"),
+            pct(row, "stream_phone_ua_sd"),
+        );
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {cm:.1} ± {cs:.1} | {pm:.1} ± {ps:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {cm:.1} ± {cs:.1} | {pm:.1} ± {ps:.1} | {:.1} \
+             | {scm:.1} ± {scs:.1} | {spm:.1} ± {sps:.1} |",
             row["protocol"].as_str().unwrap_or(""),
             row["recipe"].as_str().unwrap_or(""),
             corpus_note(row["corpus"].as_str().unwrap_or("")),

@@ -68,6 +68,9 @@ enum Normalization {
     SubtractMean,
     /// The window's mean level removed from every band (gain goes, tilt stays).
     SubtractGain,
+    /// Each band's mean over the stream's speech so far (the voice, its
+    /// microphone and line) removed, starting from the training voices' mean.
+    SubtractStreamMean,
 }
 
 impl From<WindowNormalization> for Normalization {
@@ -76,6 +79,7 @@ impl From<WindowNormalization> for Normalization {
             WindowNormalization::None => Normalization::None,
             WindowNormalization::SubtractMean => Normalization::SubtractMean,
             WindowNormalization::SubtractGain => Normalization::SubtractGain,
+            WindowNormalization::SubtractStreamMean => Normalization::SubtractStreamMean,
         }
     }
 }
@@ -96,6 +100,7 @@ impl From<Normalization> for WindowNormalization {
             Normalization::None => WindowNormalization::None,
             Normalization::SubtractMean => WindowNormalization::SubtractMean,
             Normalization::SubtractGain => WindowNormalization::SubtractGain,
+            Normalization::SubtractStreamMean => WindowNormalization::SubtractStreamMean,
         }
     }
 }
@@ -159,12 +164,19 @@ struct Recipe {
     /// Validate on the validation speakers through the telephone channel too.
     #[arg(long)]
     validate_telephone: bool,
+    /// With --normalization subtract-stream-mean: seconds of speech after
+    /// which a stream's own voice counts as much as the training voices' mean.
+    #[arg(long, default_value_t = DEFAULTS.stream_prior_seconds)]
+    stream_prior_seconds: f64,
 }
 
 impl Recipe {
     fn options(&self) -> Result<TrainOptions> {
         if self.channels.is_empty() || self.channels.contains(&0) {
             bail!("--channels needs one or more widths above 0");
+        }
+        if !(self.stream_prior_seconds > 0.0 && self.stream_prior_seconds <= 3600.0) {
+            bail!("--stream-prior-seconds must be above 0 and at most 3600");
         }
         Ok(TrainOptions {
             sources: self.data.sources()?,
@@ -182,6 +194,7 @@ impl Recipe {
             weight_average_decay: self.weight_average,
             mixup_alpha: self.mixup_alpha,
             validate_telephone: self.validate_telephone,
+            stream_prior_seconds: self.stream_prior_seconds,
             ..TrainOptions::default()
         })
     }

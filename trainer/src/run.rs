@@ -75,6 +75,9 @@ pub struct TrainOptions {
     pub test_fraction: f64,
     /// Per-window normalisation of the features (travels in the model).
     pub normalization: WindowNormalization,
+    /// With `SubtractStreamMean`: seconds of speech after which a stream's
+    /// own voice counts as much as the training voices' mean.
+    pub stream_prior_seconds: f64,
     pub evaluate: bool,
 }
 
@@ -107,6 +110,7 @@ impl Default for TrainOptions {
             val_into_train: Vec::new(),
             test_fraction: 0.15,
             normalization: feature_config().normalization,
+            stream_prior_seconds: 4.0,
             evaluate: true,
         }
     }
@@ -481,9 +485,12 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         val_set.len()
     );
     let plain_features = features.clone();
-    let (mean, std) = train::feature_stats(&features, &train_set, window_frames);
-    features.mean = mean;
-    features.std = std;
+    train::fit_normalisation(
+        &mut features,
+        &train_set,
+        window_frames,
+        o.stream_prior_seconds,
+    );
 
     let mut net = NetConfig::new(features.n_features(), LABELS.len());
     net.channels = o.channels.clone();

@@ -18,7 +18,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_distr::Distribution;
 use rand_distr::weighted::WeightedAliasIndex;
@@ -27,7 +27,9 @@ use serde::Serialize;
 use seremotion_core::analysis::{
     self, DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
 };
-use seremotion_core::features::{self, FeatureConfig, FeatureKind, WindowNormalization};
+use seremotion_core::features::{
+    self, FeatureConfig, FeatureKind, StreamBaseline, WindowNormalization,
+};
 use seremotion_core::model;
 use seremotion_core::speech;
 
@@ -56,6 +58,8 @@ pub fn feature_config() -> FeatureConfig {
         normalization: WindowNormalization::SubtractMean,
         mean: Vec::new(),
         std: Vec::new(),
+        stream_prior: Vec::new(),
+        stream_prior_frames: 0.0,
     }
 }
 
@@ -186,8 +190,18 @@ pub fn feature_stats(
     let mut sq = vec![0f64; nf];
     let mut count = 0f64;
     let mut buf = Vec::new();
+    // Stream normalisation: every window against its speaker's whole voice,
+    // the baseline a call settles on.
+    let voices = speaker_voices(clips, nf);
+    let mut baseline = vec![0f32; nf];
     for clip in clips {
         let u = &clip.versions[0];
+        if cfg.normalization == WindowNormalization::SubtractStreamMean {
+            let mut voice = StreamBaseline::new(cfg);
+            let (s, n) = &voices[&(clip.corpus.as_str(), clip.speaker.as_str())];
+            voice.add_sums(s, *n);
+            voice.current(&mut baseline);
+        }
         let mut start = 0;
         // Non-overlapping windows (whole clip when shorter) like the element cuts them.
         while start < u.n_frames {
@@ -196,7 +210,13 @@ pub fn feature_stats(
                 break;
             }
             buf.resize(n * nf, 0.0);
-            features::window_tensor(&plain, &u.frames[start * nf..(start + n) * nf], n, &mut buf);
+            features::window_tensor_from(
+                &plain,
+                &u.frames[start * nf..(start + n) * nf],
+                n,
+                &baseline,
+                &mut buf,
+            );
             for (f, row) in buf.chunks_exact(n).enumerate() {
                 for &x in row {
                     sum[f] += f64::from(x);
@@ -220,10 +240,196 @@ pub fn feature_stats(
     (mean, std)
 }
 
+/// Per-row sums and count of the speech frames among a rendition's first
+/// `upto` frames (its per-frame speech decision).
+fn speech_sums(u: &Utterance, nf: usize, upto: usize) -> (Vec<f64>, f64) {
+    let mut sum = vec![0f64; nf];
+    let mut n = 0f64;
+    let upto = upto.min(u.n_frames);
+    for (frame, _) in u.frames[..upto * nf]
+        .chunks_exact(nf)
+        .zip(&u.speech)
+        .filter(|(_, s)| **s)
+    {
+        sum.iter_mut()
+            .zip(frame)
+            .for_each(|(s, &x)| *s += f64::from(x));
+        n += 1.0;
+    }
+    (sum, n)
+}
+
+/// Speech-frame sums of each (corpus, speaker) over its clean renditions.
+fn speaker_voices(clips: &[ClipFeatures], nf: usize) -> HashMap<(&str, &str), (Vec<f64>, f64)> {
+    let mut voices: HashMap<(&str, &str), (Vec<f64>, f64)> = HashMap::new();
+    for c in clips {
+        let u = &c.versions[0];
+        let (sum, n) = speech_sums(u, nf, u.n_frames);
+        let entry = voices
+            .entry((c.corpus.as_str(), c.speaker.as_str()))
+            .or_insert_with(|| (vec![0.0; nf], 0.0));
+        entry.0.iter_mut().zip(&sum).for_each(|(a, b)| *a += b);
+        entry.1 += n;
+    }
+    voices
+}
+
+/// The baseline a stream starts from: the mean speech frame of the training
+/// voices, each voice weighing the same (not each frame: TESS's two voices
+/// would otherwise be a third of it).
+pub fn stream_prior(clips: &[ClipFeatures], nf: usize) -> Vec<f32> {
+    let voices = speaker_voices(clips, nf);
+    let mut prior = vec![0f64; nf];
+    let mut n = 0f64;
+    for (sum, frames) in voices.values().filter(|v| v.1 > 0.0) {
+        prior
+            .iter_mut()
+            .zip(sum)
+            .for_each(|(p, s)| *p += s / frames);
+        n += 1.0;
+    }
+    prior.iter().map(|p| (p / n.max(1.0)) as f32).collect()
+}
+
+/// Fits what the model's front end learns from the training clips: the
+/// stream prior (with `SubtractStreamMean`, weighing `prior_seconds` of
+/// speech), then the global mean/std of the normalised windows.
+pub fn fit_normalisation(
+    cfg: &mut FeatureConfig,
+    clips: &[ClipFeatures],
+    window_frames: usize,
+    prior_seconds: f64,
+) {
+    if cfg.normalization == WindowNormalization::SubtractStreamMean {
+        cfg.stream_prior = stream_prior(clips, cfg.n_features());
+        cfg.stream_prior_frames = (prior_seconds * cfg.frame_rate()) as f32;
+    } else {
+        cfg.stream_prior.clear();
+        cfg.stream_prior_frames = 0.0;
+    }
+    let (mean, std) = feature_stats(cfg, clips, window_frames);
+    cfg.mean = mean;
+    cfg.std = std;
+}
+
+/// How a stream's voice baseline is simulated for a training crop: with this
+/// chance the crop's clip is heard alone (a call's first words, or `eval`
+/// clip by clip), else after up to [`MAX_HISTORY_CLIPS`] other clips of the
+/// same speaker.
+const NO_HISTORY_CHANCE: f64 = 0.3;
+const MAX_HISTORY_CLIPS: usize = 24;
+
+/// What a voice baseline needs of the training set, computed once: each
+/// clip's clean speech sums, the mean speech frame of each of its renditions
+/// (what augmentation did to the whole "call": gain, line, noise), and each
+/// speaker's clips.
+struct VoiceHistory {
+    clean: Vec<(Vec<f64>, f64)>,
+    rendition_means: Vec<Vec<Vec<f32>>>,
+    speaker_clips: Vec<Arc<Vec<usize>>>,
+}
+
+impl VoiceHistory {
+    fn new(clips: &[ClipFeatures], nf: usize) -> Self {
+        let clean: Vec<(Vec<f64>, f64)> = clips
+            .iter()
+            .map(|c| speech_sums(&c.versions[0], nf, c.versions[0].n_frames))
+            .collect();
+        let rendition_means = clips
+            .iter()
+            .map(|c| {
+                c.versions
+                    .iter()
+                    .map(|u| {
+                        let (sum, n) = speech_sums(u, nf, u.n_frames);
+                        let (sum, n) = if n > 0.0 {
+                            (sum, n)
+                        } else {
+                            // No speech frame: the rendition's mean frame.
+                            let mut all = vec![0f64; nf];
+                            for f in u.frames.chunks_exact(nf) {
+                                all.iter_mut().zip(f).for_each(|(a, &x)| *a += f64::from(x));
+                            }
+                            (all, u.n_frames.max(1) as f64)
+                        };
+                        sum.iter().map(|s| (s / n) as f32).collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut by_voice: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (i, c) in clips.iter().enumerate() {
+            by_voice
+                .entry((c.corpus.as_str(), c.speaker.as_str()))
+                .or_default()
+                .push(i);
+        }
+        let by_voice: HashMap<(&str, &str), Arc<Vec<usize>>> = by_voice
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
+        let speaker_clips = clips
+            .iter()
+            .map(|c| by_voice[&(c.corpus.as_str(), c.speaker.as_str())].clone())
+            .collect();
+        Self {
+            clean,
+            rendition_means,
+            speaker_clips,
+        }
+    }
+
+    /// The baseline of rendition `version` of clip `clip` at frame `end`:
+    /// the clip's own speech so far, after (by chance) some of the speaker's
+    /// other clips heard through the same channel as this rendition.
+    fn baseline(
+        &self,
+        cfg: &FeatureConfig,
+        clips: &[ClipFeatures],
+        clip: usize,
+        version: usize,
+        end: usize,
+        rng: &mut StdRng,
+        out: &mut [f32],
+    ) {
+        let nf = cfg.n_features();
+        let mut voice = StreamBaseline::new(cfg);
+        let others = &self.speaker_clips[clip];
+        if others.len() > 1 && rng.random::<f64>() >= NO_HISTORY_CHANCE {
+            let k = rng.random_range(1..=(others.len() - 1).min(MAX_HISTORY_CLIPS));
+            let mut sum = vec![0f64; nf];
+            let mut n = 0f64;
+            for &j in others
+                .choose_multiple(rng, k + 1)
+                .filter(|&&j| j != clip)
+                .take(k)
+            {
+                sum.iter_mut()
+                    .zip(&self.clean[j].0)
+                    .for_each(|(a, b)| *a += b);
+                n += self.clean[j].1;
+            }
+            // The other clips as this rendition's channel would have made
+            // them: log-mel rows shift by what it did to this clip's speech.
+            let means = &self.rendition_means[clip];
+            for ((a, &m), &m0) in sum.iter_mut().zip(&means[version]).zip(&means[0]) {
+                *a += n * f64::from(m - m0);
+            }
+            voice.add_sums(&sum, n);
+        }
+        let (own, n) = speech_sums(&clips[clip].versions[version], nf, end);
+        voice.add_sums(&own, n);
+        voice.current(out);
+    }
+}
+
 /// Clip-level predictions exactly as `eval` and the element make them: the
-/// core's windows, speech decision, input padding and softmax, scores averaged
-/// over the speech windows. A clip without a speech window gets no label
-/// (`n_labels`, counted as an error, as in `eval`).
+/// core's windows, speech decision, voice baseline, input padding and
+/// softmax, scores averaged over the speech windows. A clip without a speech
+/// window gets no label (`n_labels`, counted as an error, as in `eval`).
+/// With `voice_streams`, each speaker's clips are heard in the given order as
+/// one stream, so the voice baseline carries from clip to clip (as `eval
+/// --streams speaker` plays them); otherwise every clip is a stream of its own.
 pub fn predict_clips(
     model: &EmotionCnn,
     cfg: &FeatureConfig,
@@ -231,30 +437,61 @@ pub fn predict_clips(
     window: usize,
     hop: usize,
     n_labels: usize,
+    voice_streams: bool,
 ) -> Vec<usize> {
     let device = Device::flex();
     let model = model.valid().to_device(&device);
     let nf = cfg.n_features();
+    let stream_mean = cfg.normalization == WindowNormalization::SubtractStreamMean;
     let mut packed = vec![0f32; nf * window.max(MIN_MODEL_FRAMES)];
     let history = speech::history_frames(cfg);
     let mut scratch = Vec::new();
+    let mut mask = Vec::new();
+    let mut voices: HashMap<(&str, &str), StreamBaseline> = HashMap::new();
+    let mut baseline = vec![0f32; nf];
     let mut preds = Vec::with_capacity(clips.len());
     for clip in clips {
         let u = &clip.versions[0];
-        let chosen: Vec<(usize, usize)> = analysis::clip_windows(u.n_frames, window, hop)
-            .into_iter()
-            .filter(|&(s, n)| {
-                let speech = speech::window_speech_frames(
-                    &u.levels,
+        let key = (clip.corpus.as_str(), clip.speaker.as_str());
+        let mut voice = match voices.remove(&key) {
+            Some(v) if voice_streams => v,
+            _ => StreamBaseline::new(cfg),
+        };
+        // Windows in stream order; the baseline learns each frame once.
+        let mut learnt_until = 0;
+        let mut chosen: Vec<(usize, usize, Vec<f32>)> = Vec::new();
+        for (s, n) in analysis::clip_windows(u.n_frames, window, hop) {
+            let speech = speech::window_speech_mask(
+                &u.levels,
+                s,
+                n,
+                history,
+                DEFAULT_SPEECH_THRESHOLD_DB,
+                &mut scratch,
+                &mut mask,
+            );
+            if stream_mean {
+                for t in learnt_until.max(s)..s + n {
+                    if mask[t - s] {
+                        voice.add_frame(&u.frames[t * nf..(t + 1) * nf]);
+                    }
+                }
+                learnt_until = s + n;
+                voice.current(&mut baseline);
+            }
+            if analysis::is_speech_window(speech, n, DEFAULT_MIN_SPEECH_RATIO) {
+                chosen.push((
                     s,
                     n,
-                    history,
-                    DEFAULT_SPEECH_THRESHOLD_DB,
-                    &mut scratch,
-                );
-                analysis::is_speech_window(speech, n, DEFAULT_MIN_SPEECH_RATIO)
-            })
-            .collect();
+                    if stream_mean {
+                        baseline.clone()
+                    } else {
+                        Vec::new()
+                    },
+                ));
+            }
+        }
+        voices.insert(key, voice);
         if chosen.is_empty() {
             preds.push(n_labels);
             continue;
@@ -270,7 +507,7 @@ pub fn predict_clips(
             let mut input = vec![0f32; group.len() * nf * model_frames];
             for (w, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
                 let frames = &u.frames[w.0 * nf..(w.0 + w.1) * nf];
-                analysis::window_input(cfg, frames, w.1, model_frames, &mut packed, out);
+                analysis::window_input(cfg, frames, w.1, model_frames, &w.2, &mut packed, out);
             }
             let x = Tensor::<3>::from_data(
                 TensorData::new(input, [group.len(), nf, model_frames]),
@@ -432,6 +669,9 @@ pub fn train(
     let mut since_lr = 0;
     let mut history = Vec::new();
     let n_batches = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
+    let stream_mean = features.normalization == WindowNormalization::SubtractStreamMean;
+    let voice_history = stream_mean.then(|| VoiceHistory::new(train, nf));
+    let mut baseline = vec![0f32; nf];
     let min_len = (cfg.window_frames / 3)
         .max(MIN_MODEL_FRAMES)
         .min(cfg.window_frames);
@@ -454,15 +694,30 @@ pub fn train(
             let mut input = vec![0f32; b * nf * len];
             let mut labels = Vec::with_capacity(b);
             for out in input.chunks_exact_mut(nf * len) {
-                let clip = &train[sampler.sample(&mut rng)];
-                let u = &clip.versions[rng.random_range(0..clip.versions.len())];
+                let index = sampler.sample(&mut rng);
+                let clip = &train[index];
+                let version = rng.random_range(0..clip.versions.len());
+                let u = &clip.versions[version];
                 let start = crop_start(u, len, &mut rng);
+                if let Some(history) = &voice_history {
+                    let end = start + len;
+                    history.baseline(
+                        features,
+                        train,
+                        index,
+                        version,
+                        end,
+                        &mut rng,
+                        &mut baseline,
+                    );
+                }
                 // Same length in and out: no padding, so no packing scratch.
                 analysis::window_input(
                     features,
                     &u.frames[start * nf..(start + len) * nf],
                     len,
                     len,
+                    &baseline,
                     &mut [],
                     out,
                 );
@@ -525,6 +780,7 @@ pub fn train(
                 cfg.window_frames,
                 cfg.hop_frames,
                 n_labels,
+                false,
             );
             validation_ua(val, &preds, n_labels)
         };
