@@ -6,6 +6,9 @@
 //! features reach the model channels-first and that labels map correctly,
 //! independently of whatever the trained default model has learnt.
 
+#[path = "support/signals.rs"]
+mod signals;
+
 use std::path::PathBuf;
 use std::sync::Once;
 
@@ -1600,4 +1603,69 @@ fn torn_down_elements_are_freed_with_their_bus() {
         after <= before + 2,
         "{before} open files before 50 streams, {after} after"
     );
+}
+
+/// A model with a voice baseline tells in every message how much of the
+/// voice it has heard; the baseline keeps growing through a call and starts
+/// again with a new stream (another call or file).
+#[test]
+fn the_voice_baseline_grows_through_a_call_and_restarts_with_a_new_stream() {
+    init();
+    let reference = seremotion_core::model::Model::from_file(&fixture("tone_bands.onnx"))
+        .expect("fixture loads");
+    let mut meta = reference.metadata().clone();
+    meta.features.normalization = features::WindowNormalization::SubtractStreamMean;
+    meta.features.stream_prior = vec![-40.0; meta.features.n_features()];
+    meta.features.stream_prior_frames = 100.0;
+    let bare = std::fs::read(fixture("tone_bands_bare.onnx")).expect("fixture");
+    let path = std::env::temp_dir().join(format!("seremotion-voice-{}.onnx", std::process::id()));
+    std::fs::write(
+        &path,
+        seremotion_core::model::writer::embed_metadata(&bare, &meta),
+    )
+    .expect("write");
+    let element = make_element(None, &[("model-path", path.to_str().expect("utf-8"))]);
+    let (mut h, bus) = harness(&element, MONO_16K);
+    let voice_seconds = |bus: &gst::Bus| -> Vec<f64> {
+        std::iter::from_fn(|| bus.pop())
+            .filter_map(|msg| match msg.view() {
+                gst::MessageView::Element(e) => e
+                    .structure()
+                    .filter(|s| s.name() == "seremotion")
+                    .map(|s| s.get::<f64>("voice-seconds").expect("voice-seconds")),
+                _ => None,
+            })
+            .collect()
+    };
+    let speech = signals::speechy(16000, 1, 16000 * 8);
+    push_f32(&mut h, &speech, 16000, 1, gst::ClockTime::ZERO);
+    let first_call = voice_seconds(&bus);
+    assert!(first_call.len() >= 6, "{first_call:?}");
+    assert!(
+        first_call.windows(2).all(|w| w[0] < w[1]),
+        "grows with speech: {first_call:?}"
+    );
+    let heard = *first_call.last().expect("windows");
+    assert!(
+        heard > 3.0 && heard < 8.0,
+        "{heard} s of 8 s of speech-like audio"
+    );
+
+    assert!(h.push_event(gst::event::StreamStart::new("second-call")));
+    push_f32(
+        &mut h,
+        &speech[..16000 * 3],
+        16000,
+        1,
+        gst::ClockTime::from_seconds(8),
+    );
+    // The same audio again: the same growth from nothing.
+    let second_call = voice_seconds(&bus);
+    assert!(!second_call.is_empty());
+    assert_eq!(
+        second_call,
+        first_call[..second_call.len()],
+        "a new stream starts from the prior"
+    );
+    let _ = std::fs::remove_file(&path);
 }

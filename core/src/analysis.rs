@@ -89,6 +89,9 @@ pub struct WindowResult<'a> {
     /// The model's logits were NaN or infinite: `scores` are uniform and say
     /// nothing (report the window as uncertain, not as an emotion).
     pub non_finite: bool,
+    /// Speech frames the stream's voice baseline had learnt from when this
+    /// window was judged; `None` for models without one.
+    pub voice_frames: Option<f64>,
 }
 
 impl WindowResult<'_> {
@@ -389,6 +392,8 @@ impl EmotionAnalyzer {
             self.speech.count(start, n_frames)
         };
         let speech_ratio = speech_frames as f32 / n_frames as f32;
+        let voice_frames = (cfg.normalization == WindowNormalization::SubtractStreamMean)
+            .then(|| self.baseline.speech_frames());
         if !is_speech_window(speech_frames, n_frames, self.settings.min_speech_ratio) {
             on_result(&WindowResult {
                 start_frame: start,
@@ -396,6 +401,7 @@ impl EmotionAnalyzer {
                 speech_ratio,
                 scores: None,
                 non_finite: false,
+                voice_frames,
             });
             return Ok(());
         }
@@ -424,6 +430,7 @@ impl EmotionAnalyzer {
             speech_ratio,
             scores: Some(&self.scores),
             non_finite,
+            voice_frames,
         });
         Ok(())
     }

@@ -329,7 +329,7 @@ impl SerEmotion {
         // A window that starts before the segment (first buffer after a seek)
         // is given the segment's start, not "none".
         let position = clamp_to_segment(segment, timestamp);
-        let s = gst::Structure::builder("seremotion")
+        let mut s = gst::Structure::builder("seremotion")
             .field("timestamp", timestamp)
             .field("stream-time", segment.to_stream_time(position))
             .field("running-time", segment.to_running_time(position))
@@ -338,9 +338,17 @@ impl SerEmotion {
             .field("emotion", emotion)
             .field("confidence", confidence)
             .field("speech-ratio", f64::from(result.speech_ratio))
-            .field("scores", scores.build())
-            .build();
-        Some(gst::message::Element::builder(s).src(&*self.obj()).build())
+            .field("scores", scores.build());
+        if let Some(frames) = result.voice_frames {
+            // How much of this voice the baseline has heard: early windows
+            // of a call are judged mostly against the training voices.
+            s = s.field("voice-seconds", frames / cfg.frame_rate());
+        }
+        Some(
+            gst::message::Element::builder(s.build())
+                .src(&*self.obj())
+                .build(),
+        )
     }
 
     fn summary_messages(&self, state: &State) -> Vec<gst::Message> {

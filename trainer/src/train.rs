@@ -439,6 +439,31 @@ pub fn predict_clips(
     n_labels: usize,
     voice_streams: bool,
 ) -> Vec<usize> {
+    clip_scores(model, cfg, clips, window, hop, n_labels, voice_streams)
+        .into_iter()
+        .map(|scores| {
+            scores.map_or(n_labels, |s| {
+                s.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i)
+            })
+        })
+        .collect()
+}
+
+/// Each clip's mean softmax over its speech windows (the element's summary
+/// `mean-scores`), `None` for a clip without a speech window; the scores
+/// behind [`predict_clips`].
+pub fn clip_scores(
+    model: &EmotionCnn,
+    cfg: &FeatureConfig,
+    clips: &[ClipFeatures],
+    window: usize,
+    hop: usize,
+    n_labels: usize,
+    voice_streams: bool,
+) -> Vec<Option<Vec<f32>>> {
     let device = Device::flex();
     let model = model.valid().to_device(&device);
     let nf = cfg.n_features();
@@ -493,7 +518,7 @@ pub fn predict_clips(
         }
         voices.insert(key, voice);
         if chosen.is_empty() {
-            preds.push(n_labels);
+            preds.push(None);
             continue;
         }
         let mut sums = vec![0f32; n_labels];
@@ -524,12 +549,8 @@ pub fn predict_clips(
                 sums.iter_mut().zip(&p).for_each(|(s, p)| *s += p);
             }
         }
-        let best = sums
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
-        preds.push(best);
+        sums.iter_mut().for_each(|s| *s /= chosen.len() as f32);
+        preds.push(Some(sums));
     }
     preds
 }

@@ -118,13 +118,145 @@ fn every_window_normalisation_round_trips_through_the_model_file() {
         WindowNormalization::None,
         WindowNormalization::SubtractMean,
         WindowNormalization::SubtractGain,
+        WindowNormalization::SubtractStreamMean,
     ] {
         let mut features = feature_config();
         features.normalization = normalization;
+        if normalization == WindowNormalization::SubtractStreamMean {
+            features.stream_prior = input(features.n_features(), 11);
+            features.stream_prior_frames = 200.0;
+        }
         let graph = export::export_graph(&model, features.n_features(), 99).expect("export");
         let meta = metadata(features.clone());
         let onnx = Model::from_bytes(&embed_metadata(&graph, &meta), "normalisation test")
             .expect("ONNX Runtime loads the export");
         assert_eq!(onnx.metadata().features, features, "{normalization:?}");
     }
+}
+
+/// The trainer's validation and cross-validation scores (`predict_clips`,
+/// burn) are the element's (`classify_clip`, ONNX Runtime) for a model with a
+/// voice baseline: same windows, speech decision, baseline and aggregation.
+#[test]
+fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
+    use seremotion_core::analysis::{
+        AnalyzerSettings, DEFAULT_INTERVAL, classify_clip, seconds_to_frames,
+    };
+    use seremotion_core::features::WindowNormalization;
+    use seremotion_trainer::train::{ClipFeatures, Utterance, clip_scores};
+    use std::sync::Arc;
+
+    let network = small_network(21);
+    let mut features = feature_config();
+    features.normalization = WindowNormalization::SubtractStreamMean;
+    features.stream_prior = vec![-45.0; features.n_features()];
+    features.stream_prior_frames = 100.0;
+    // Unit-scale inputs, or the untrained network gives one answer to all.
+    features.mean = vec![0.0; features.n_features()];
+    features.std = vec![5.0; features.n_features()];
+    let window_frames = 99;
+    let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
+    let graph = export::export_graph(
+        &Ensemble::new(vec![network.clone()]),
+        features.n_features(),
+        window_frames,
+    )
+    .expect("export");
+    let model = Model::from_bytes(
+        &embed_metadata(&graph, &metadata(features.clone())),
+        "voice parity",
+    )
+    .expect("ONNX Runtime loads the export");
+    let settings = AnalyzerSettings::for_model(&model);
+    assert_eq!(settings.window_frames, window_frames);
+
+    // Syllable-like bursts of different pitch, loudness and length.
+    let clips: Vec<Vec<f32>> = (0..10)
+        .map(|k| {
+            let (f, level, seconds) = (
+                120.0 + 90.0 * k as f64,
+                0.02 + 0.05 * k as f64,
+                1.5 + 0.4 * k as f64,
+            );
+            (0..(seconds * 16000.0) as usize)
+                .map(|i| {
+                    let t = i as f64 / 16000.0;
+                    let on = if (t * (3.0 + k as f64 * 0.3)).fract() < 0.6 {
+                        1.0
+                    } else {
+                        0.05
+                    };
+                    (on * level
+                        * ((std::f64::consts::TAU * f * t).sin()
+                            + 0.3 * (std::f64::consts::TAU * 2.3 * f * t).sin()))
+                        as f32
+                })
+                .collect()
+        })
+        .collect();
+    let clip_features: Vec<ClipFeatures> = clips
+        .iter()
+        .map(|audio| ClipFeatures {
+            label: 0,
+            corpus: "synthetic".into(),
+            speaker: "one".into(),
+            scored: true,
+            versions: vec![Arc::new(
+                Utterance::from_audio(&features, audio, window_frames).expect("features"),
+            )],
+        })
+        .collect();
+    let trainer = clip_scores(
+        &network,
+        &features,
+        &clip_features,
+        window_frames,
+        hop_frames,
+        4,
+        false,
+    );
+    let mut heard = 0;
+    for (k, (audio, mine)) in clips.iter().zip(&trainer).enumerate() {
+        let summary = classify_clip(&model, audio, &settings).expect("inference");
+        match mine {
+            None => assert_eq!(summary.speech_windows, 0, "clip {k}"),
+            Some(mine) => {
+                heard += 1;
+                for (a, b) in mine.iter().zip(&summary.mean_scores) {
+                    assert!(
+                        (a - b).abs() < 1e-4,
+                        "clip {k}: {mine:?} vs {:?}",
+                        summary.mean_scores
+                    );
+                }
+            }
+        }
+    }
+    assert!(heard >= 8, "{heard} clips with speech");
+
+    // Heard as one speaker's stream, the baseline carries from clip to clip
+    // and changes what later clips are heard as.
+    let streamed = clip_scores(
+        &network,
+        &features,
+        &clip_features,
+        window_frames,
+        hop_frames,
+        4,
+        true,
+    );
+    assert_eq!(streamed[0], trainer[0], "the first clip has no history");
+    let moved = streamed
+        .iter()
+        .zip(&trainer)
+        .skip(1)
+        .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        })
+        .fold(0f32, f32::max);
+    assert!(moved > 1e-3, "the history moved no score ({moved})");
 }
