@@ -324,13 +324,16 @@ const MAX_HISTORY_CLIPS: usize = 24;
 /// (what augmentation did to the whole "call": gain, line, noise), and each
 /// speaker's clips.
 struct VoiceHistory {
+    /// A stream that has heard nothing yet (the model's prior).
+    empty: StreamBaseline,
     clean: Vec<(Vec<f64>, f64)>,
     rendition_means: Vec<Vec<Vec<f32>>>,
     speaker_clips: Vec<Arc<Vec<usize>>>,
 }
 
 impl VoiceHistory {
-    fn new(clips: &[ClipFeatures], nf: usize) -> Self {
+    fn new(cfg: &FeatureConfig, clips: &[ClipFeatures]) -> Self {
+        let nf = cfg.n_features();
         let clean: Vec<(Vec<f64>, f64)> = clips
             .iter()
             .map(|c| speech_sums(&c.versions[0], nf, c.versions[0].n_frames))
@@ -373,6 +376,7 @@ impl VoiceHistory {
             .map(|c| by_voice[&(c.corpus.as_str(), c.speaker.as_str())].clone())
             .collect();
         Self {
+            empty: StreamBaseline::new(cfg),
             clean,
             rendition_means,
             speaker_clips,
@@ -384,16 +388,14 @@ impl VoiceHistory {
     /// other clips heard through the same channel as this rendition.
     fn baseline(
         &self,
-        cfg: &FeatureConfig,
         clips: &[ClipFeatures],
-        clip: usize,
-        version: usize,
+        (clip, version): (usize, usize),
         end: usize,
         rng: &mut StdRng,
         out: &mut [f32],
     ) {
-        let nf = cfg.n_features();
-        let mut voice = StreamBaseline::new(cfg);
+        let nf = out.len();
+        let mut voice = self.empty.clone();
         let others = &self.speaker_clips[clip];
         if others.len() > 1 && rng.random::<f64>() >= NO_HISTORY_CHANCE {
             let k = rng.random_range(1..=(others.len() - 1).min(MAX_HISTORY_CLIPS));
@@ -691,7 +693,7 @@ pub fn train(
     let mut history = Vec::new();
     let n_batches = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
     let stream_mean = features.normalization == WindowNormalization::SubtractStreamMean;
-    let voice_history = stream_mean.then(|| VoiceHistory::new(train, nf));
+    let voice_history = stream_mean.then(|| VoiceHistory::new(features, train));
     let mut baseline = vec![0f32; nf];
     let min_len = (cfg.window_frames / 3)
         .max(MIN_MODEL_FRAMES)
@@ -722,15 +724,7 @@ pub fn train(
                 let start = crop_start(u, len, &mut rng);
                 if let Some(history) = &voice_history {
                     let end = start + len;
-                    history.baseline(
-                        features,
-                        train,
-                        index,
-                        version,
-                        end,
-                        &mut rng,
-                        &mut baseline,
-                    );
+                    history.baseline(train, (index, version), end, &mut rng, &mut baseline);
                 }
                 // Same length in and out: no padding, so no packing scratch.
                 analysis::window_input(
