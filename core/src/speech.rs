@@ -19,7 +19,7 @@
 //!
 //! Frames at or below the absolute `threshold_db` (and digital zero at any
 //! threshold) are never speech. Music, which also comes and goes, is not
-//! rejected by this test.
+//! rejected by this test (README: what was measured, and why no music cue).
 //!
 //! Framing is that of [`crate::features::FrameStream`] (frame `t` covers
 //! samples `[t * hop, t * hop + n_fft)`), so level `t` belongs to feature frame `t`.
