@@ -301,18 +301,21 @@ impl EmotionAnalyzer {
         let Self {
             stream,
             frames,
+            speech,
             first_frame,
             received,
             ..
         } = self;
-        stream.push(samples, |frame, _| {
+        // The detector reads each frame from the feature stream (and its
+        // spectrum, see `speech::VoiceBand`), so it holds a level for every
+        // frame received.
+        stream.push_frames(samples, |frame| {
             if *received >= *first_frame {
-                frames.extend_from_slice(frame);
+                frames.extend_from_slice(frame.features);
             }
+            speech.push_frame(frame);
             *received += 1;
         });
-        // Same framing, so the detector holds a level for every frame received.
-        self.speech.push(samples);
         // Windows are cut once the chunk's frames are in: inference stays out of
         // the frame callback and results do not depend on how audio is chunked.
         while self.next_start + self.settings.window_frames as u64 <= self.received {

@@ -566,6 +566,13 @@ fn padded_hann(win_length: usize, n_fft: usize) -> Vec<f64> {
     w
 }
 
+/// The analysis window of `cfg` over the whole FFT frame (the periodic Hann
+/// of `win_length` samples, zero-padded centred to `n_fft`), for calibrating
+/// measurements taken from [`FrameExtractor::power`].
+pub fn analysis_window(cfg: &FeatureConfig) -> Vec<f64> {
+    padded_hann(cfg.win_length, cfg.n_fft)
+}
+
 /// Orthonormal DCT-II matrix (`scipy.fft.dct(type=2, norm="ortho")`), first
 /// `n_out` rows of an `n_in`-point transform, row-major.
 fn dct2_ortho(n_out: usize, n_in: usize) -> Vec<f64> {
@@ -694,16 +701,78 @@ impl FrameExtractor {
     /// If `frame.len() != n_fft` or `out.len() != n_features()` (caller bug).
     pub fn compute(&mut self, frame: &[f32], out: &mut [f32]) -> f32 {
         assert_eq!(
-            frame.len(),
-            self.fft_in.len(),
-            "frame must have n_fft samples"
-        );
-        assert_eq!(
             out.len(),
             self.n_features,
             "out must have n_features values"
         );
+        let energy = self.transform(frame);
+        for (lm, band) in self.log_mel.iter_mut().zip(&self.bands) {
+            let bins = &self.power[band.start..band.start + band.weights.len()];
+            *lm = bins.iter().zip(&band.weights).map(|(&p, &w)| p * w).sum();
+        }
+        for lm in self.log_mel.iter_mut() {
+            *lm = power_db(*lm);
+        }
 
+        let n_main = match self.kind {
+            FeatureKind::LogMel => {
+                out[..self.log_mel.len()].copy_from_slice(&self.log_mel);
+                self.log_mel.len()
+            }
+            FeatureKind::Mfcc => {
+                for (d, &v) in self.log_mel64.iter_mut().zip(&self.log_mel) {
+                    *d = f64::from(v);
+                }
+                let n_mels = self.log_mel.len();
+                let n_mfcc = self.dct.len() / n_mels;
+                for (o, row) in out.iter_mut().zip(self.dct.chunks_exact(n_mels)) {
+                    let c: f64 = row.iter().zip(&self.log_mel64).map(|(a, b)| a * b).sum();
+                    *o = c as f32;
+                }
+                n_mfcc
+            }
+        };
+
+        let rms = energy_db(energy, self.win_length);
+        let mut row = n_main;
+        if self.append_rms {
+            out[row] = rms;
+            row += 1;
+        }
+        if self.append_zcr {
+            out[row] = zero_crossing_rate(frame);
+        }
+        rms
+    }
+
+    /// The power spectrum `|X[k]|^2`, `k = 0..=n_fft / 2`, of `frame`: the
+    /// window and FFT of [`FrameExtractor::compute`] without the features,
+    /// for measurements that need the spectrum only (the speech decision's
+    /// voice-band level of a whole clip).
+    ///
+    /// # Panics
+    /// If `frame.len() != n_fft` (caller bug).
+    pub fn power_spectrum(&mut self, frame: &[f32]) -> &[f32] {
+        self.transform(frame);
+        &self.power
+    }
+
+    /// The power spectrum of the frame last passed to
+    /// [`FrameExtractor::compute`] or [`FrameExtractor::power_spectrum`]
+    /// (zeros before the first): other per-frame measurements read it
+    /// instead of transforming the frame again.
+    pub fn power(&self) -> &[f32] {
+        &self.power
+    }
+
+    /// Windows `frame` into the FFT input, transforms it into `self.power`
+    /// and returns the energy of the `win_length` samples the window covers.
+    fn transform(&mut self, frame: &[f32]) -> f64 {
+        assert_eq!(
+            frame.len(),
+            self.fft_in.len(),
+            "frame must have n_fft samples"
+        );
         // Window (and the RMS of the windowed span) in one pass. The FFT
         // uses its input as scratch, so the zero padding is rewritten.
         let (win_start, win_end) = (self.win_start, self.win_start + self.win_length);
@@ -742,43 +811,7 @@ impl FrameExtractor {
         for (p, c) in self.power.iter_mut().zip(&self.spectrum) {
             *p = c.norm_sqr() as f32;
         }
-        for (lm, band) in self.log_mel.iter_mut().zip(&self.bands) {
-            let bins = &self.power[band.start..band.start + band.weights.len()];
-            *lm = bins.iter().zip(&band.weights).map(|(&p, &w)| p * w).sum();
-        }
-        for lm in self.log_mel.iter_mut() {
-            *lm = power_db(*lm);
-        }
-
-        let n_main = match self.kind {
-            FeatureKind::LogMel => {
-                out[..self.log_mel.len()].copy_from_slice(&self.log_mel);
-                self.log_mel.len()
-            }
-            FeatureKind::Mfcc => {
-                for (d, &v) in self.log_mel64.iter_mut().zip(&self.log_mel) {
-                    *d = f64::from(v);
-                }
-                let n_mels = self.log_mel.len();
-                let n_mfcc = self.dct.len() / n_mels;
-                for (o, row) in out.iter_mut().zip(self.dct.chunks_exact(n_mels)) {
-                    let c: f64 = row.iter().zip(&self.log_mel64).map(|(a, b)| a * b).sum();
-                    *o = c as f32;
-                }
-                n_mfcc
-            }
-        };
-
-        let rms = energy_db(energy, self.win_length);
-        let mut row = n_main;
-        if self.append_rms {
-            out[row] = rms;
-            row += 1;
-        }
-        if self.append_zcr {
-            out[row] = zero_crossing_rate(frame);
-        }
-        rms
+        energy
     }
 }
 
@@ -892,6 +925,19 @@ impl Framer {
     }
 }
 
+/// One frame as [`FrameStream::push_frames`] hands it over.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// The `n_fft` input samples.
+    pub samples: &'a [f32],
+    /// The `n_features` feature values.
+    pub features: &'a [f32],
+    /// RMS in dB (see [`FrameExtractor::compute`]).
+    pub rms_db: f32,
+    /// The power spectrum, `n_fft / 2 + 1` bins ([`FrameExtractor::power`]).
+    pub power: &'a [f32],
+}
+
 /// Streaming framing over audio that arrives in chunks of any size.
 ///
 /// Uses `center = False` framing (frame `t` covers samples
@@ -926,11 +972,23 @@ impl FrameStream {
     /// Appends `samples`; calls `on_frame(features, rms_db)` for every frame
     /// completed, in order.
     pub fn push(&mut self, samples: &[f32], mut on_frame: impl FnMut(&[f32], f32)) {
+        self.push_frames(samples, |f| on_frame(f.features, f.rms_db));
+    }
+
+    /// [`FrameStream::push`] that hands over each frame's samples and power
+    /// spectrum too, so that other measurements of the frame (the speech
+    /// decision's voice-band level) need no FFT of their own.
+    pub fn push_frames(&mut self, samples: &[f32], mut on_frame: impl FnMut(&Frame<'_>)) {
         let (extractor, out, emitted) = (&mut self.extractor, &mut self.out, &mut self.emitted);
         self.framer.push(samples, |frame| {
-            let rms = extractor.compute(frame, out);
+            let rms_db = extractor.compute(frame, out);
             *emitted += 1;
-            on_frame(out, rms);
+            on_frame(&Frame {
+                samples: frame,
+                features: out,
+                rms_db,
+                power: extractor.power(),
+            });
         });
     }
 
