@@ -157,6 +157,10 @@ pub struct SerEmotion {
 impl ObjectSubclass for SerEmotion {
     const NAME: &'static str = "GstSerEmotion";
     type Type = super::SerEmotion;
+    // Not `gst_audio::AudioFilter`, though it would parse the caps for us: on
+    // GStreamer 1.22 it clips input buffers to the segment before the element
+    // sees them, so the audio leaving would no longer be the audio that came
+    // in, and the clipped part would never be analysed (tried 2026-12-05).
     type ParentType = gst_base::BaseTransform;
 }
 
