@@ -1418,6 +1418,17 @@ fn caps_outside_the_rate_range_get_a_warning_saying_what_helps() {
     );
 }
 
+/// `bare` with `meta` embedded, written to a temporary file named after `tag`.
+fn write_model(bare: &[u8], meta: &seremotion_core::model::ModelMetadata, tag: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("seremotion-{tag}-{}.onnx", std::process::id()));
+    std::fs::write(
+        &path,
+        seremotion_core::model::writer::embed_metadata(bare, meta),
+    )
+    .expect("write");
+    path
+}
+
 #[test]
 fn nan_logits_are_uncertain_with_a_warning() {
     init();
@@ -1436,12 +1447,7 @@ fn nan_logits_are_uncertain_with_a_warning() {
         features: FeatureConfig::default(),
         training: serde_json::json!({}),
     };
-    let path = std::env::temp_dir().join(format!("seremotion-nan-{}.onnx", std::process::id()));
-    std::fs::write(
-        &path,
-        seremotion_core::model::writer::embed_metadata(&bare, &meta),
-    )
-    .expect("write");
+    let path = write_model(&bare, &meta, "nan");
     let element = make_element(None, &[("model-path", path.to_str().expect("utf-8"))]);
     let (mut h, bus) = harness(&element, MONO_16K);
     push_tone(&mut h, 3, 32000, gst::ClockTime::ZERO);
@@ -1618,12 +1624,7 @@ fn the_voice_baseline_grows_through_a_call_and_restarts_with_a_new_stream() {
     meta.features.stream_prior = vec![-40.0; meta.features.n_features()];
     meta.features.stream_prior_frames = 100.0;
     let bare = std::fs::read(fixture("tone_bands_bare.onnx")).expect("fixture");
-    let path = std::env::temp_dir().join(format!("seremotion-voice-{}.onnx", std::process::id()));
-    std::fs::write(
-        &path,
-        seremotion_core::model::writer::embed_metadata(&bare, &meta),
-    )
-    .expect("write");
+    let path = write_model(&bare, &meta, "voice");
     let element = make_element(None, &[("model-path", path.to_str().expect("utf-8"))]);
     let (mut h, bus) = harness(&element, MONO_16K);
     let voice_seconds = |bus: &gst::Bus| -> Vec<f64> {

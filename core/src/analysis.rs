@@ -371,8 +371,8 @@ impl EmotionAnalyzer {
         let offset = (start - self.first_frame) as usize;
         let nf = self.n_features;
         let cfg = &self.model.metadata().features;
-        let speech_frames = if cfg.normalization == WindowNormalization::SubtractStreamMean {
-            let speech_frames = self.speech.mark(start, n_frames, &mut self.speech_mask);
+        let speech_frames = self.speech.mark(start, n_frames, &mut self.speech_mask);
+        if cfg.normalization == WindowNormalization::SubtractStreamMean {
             let end = start + n_frames as u64;
             let new_from = self.baseline_until.max(start);
             if new_from < end {
@@ -390,10 +390,7 @@ impl EmotionAnalyzer {
                 self.baseline_until = end;
             }
             self.baseline.current(&mut self.baseline_now);
-            speech_frames
-        } else {
-            self.speech.count(start, n_frames)
-        };
+        }
         let speech_ratio = speech_frames as f32 / n_frames as f32;
         let voice_frames = (cfg.normalization == WindowNormalization::SubtractStreamMean)
             .then(|| self.baseline.speech_frames());

@@ -330,6 +330,8 @@ pub struct SpeechDetector {
     levels: VecDeque<f32>,
     first: u64,
     scratch: Vec<f32>,
+    /// For [`Self::count`], which needs no mask of its own.
+    mask: Vec<bool>,
 }
 
 impl SpeechDetector {
@@ -341,6 +343,7 @@ impl SpeechDetector {
             levels: VecDeque::new(),
             first: 0,
             scratch: Vec::new(),
+            mask: Vec::new(),
         })
     }
 
@@ -363,20 +366,10 @@ impl SpeechDetector {
 
     /// Speech frames among frames `start..start + n` (all must have been pushed).
     pub fn count(&mut self, start: u64, n: usize) -> usize {
-        let Some(offset) = start.checked_sub(self.first) else {
-            return 0;
-        };
-        let levels = self.levels.make_contiguous();
-        // Levels before `first` are forgotten: the history is what is held.
-        let history = (offset as usize).min(self.history);
-        window_speech_frames(
-            levels,
-            offset as usize,
-            n,
-            history,
-            self.threshold_db,
-            &mut self.scratch,
-        )
+        let mut mask = std::mem::take(&mut self.mask);
+        let count = self.mark(start, n, &mut mask);
+        self.mask = mask;
+        count
     }
 
     /// [`Self::count`], also marking which of the `n` frames are speech.
@@ -387,6 +380,7 @@ impl SpeechDetector {
             return 0;
         };
         let levels = self.levels.make_contiguous();
+        // Levels before `first` are forgotten: the history is what is held.
         let history = (offset as usize).min(self.history);
         window_speech_mask(
             levels,
