@@ -126,12 +126,18 @@ pub struct FeatureConfig {
     /// With [`WindowNormalization::SubtractStreamMean`]: the baseline a
     /// stream starts from, per feature row (the training voices' mean speech
     /// frame); `n_features()` finite values. Empty otherwise.
-    #[serde(default)]
+    // Left out when unused, so models without a voice baseline still load
+    // in elements that predate it (the config refuses unknown fields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stream_prior: Vec<f32>,
     /// Weight of `stream_prior`, in speech frames: after this many speech
     /// frames the stream's own mean counts as much as the prior.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub stream_prior_frames: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl Default for FeatureConfig {
@@ -1567,6 +1573,24 @@ mod tests {
         for (p, q) in prior_out.iter().zip(&raw) {
             assert!((p - (q + 40.0)).abs() < 1e-3);
         }
+    }
+
+    #[test]
+    fn configs_without_a_voice_baseline_serialise_as_before() {
+        let json = serde_json::to_string(&FeatureConfig::default()).unwrap();
+        assert!(!json.contains("stream_prior"), "{json}");
+        let stream = FeatureConfig {
+            normalization: WindowNormalization::SubtractStreamMean,
+            stream_prior: vec![-50.0; 64],
+            stream_prior_frames: 50.0,
+            ..FeatureConfig::default()
+        };
+        let json = serde_json::to_string(&stream).unwrap();
+        assert!(json.contains("\"stream_prior_frames\":50.0"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<FeatureConfig>(&json).unwrap(),
+            stream
+        );
     }
 
     #[test]
