@@ -26,7 +26,6 @@ use seremotion_core::features::WindowNormalization;
 
 use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
-use crate::net::NetConfig;
 use crate::run::{self, TrainOptions};
 use crate::train::{self, ClipFeatures, feature_config};
 
@@ -362,9 +361,12 @@ fn run_partition(
         window_frames,
         t.stream_prior_seconds,
     );
-    let mut net = NetConfig::new(features.n_features(), LABELS.len());
-    net.channels = t.channels.clone();
-    let cfg = run::train_config(t, net, window_frames, hop_frames);
+    let cfg = run::train_config(
+        t,
+        t.net_config(features.n_features()),
+        window_frames,
+        hop_frames,
+    );
     let t0 = Instant::now();
     let outcome = train::train(&cfg, &features, &train_set, &val_set, |log, max| {
         eprintln!(
@@ -520,8 +522,16 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     let _ = writeln!(
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
-         validation through the phone too: {}. {:.0} s in all.\n",
-        t.seed, t.epochs, t.samples_per_epoch, t.copies, t.validate_telephone, seconds
+         validation through the phone too: {}; convolution widths {:?}, {} pooling over time. \
+         {:.0} s in all.\n",
+        t.seed,
+        t.epochs,
+        t.samples_per_epoch,
+        t.copies,
+        t.validate_telephone,
+        t.channels,
+        t.pooling.describe(),
+        seconds
     );
     let _ = writeln!(
         s,
@@ -569,6 +579,8 @@ fn write_outputs(
         "folds": o.folds,
         "leave_one_corpus_out": o.leave_one_corpus_out,
         "seed": o.train.seed,
+        "channels": o.train.channels,
+        "pooling": o.train.pooling,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,
         "seconds": seconds.round(),
         "summary": summary,

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use seremotion_core::features::WindowNormalization;
 use seremotion_trainer::cv::{self, CvOptions};
 use seremotion_trainer::eval::Streams;
+use seremotion_trainer::net::Pooling;
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
 
 #[derive(Parser)]
@@ -105,6 +106,46 @@ impl From<Normalization> for WindowNormalization {
     }
 }
 
+/// `--pooling` (mirrors `net::Pooling`, which stays free of clap).
+#[derive(Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    /// Each channel's mean over time.
+    Mean,
+    /// Each channel's mean and standard deviation over time.
+    MeanStd,
+    /// Mean and standard deviation weighted by a learnt per-frame attention.
+    Attentive,
+}
+
+impl From<Pooling> for PoolingArg {
+    fn from(p: Pooling) -> Self {
+        match p {
+            Pooling::Mean => PoolingArg::Mean,
+            Pooling::MeanStd => PoolingArg::MeanStd,
+            Pooling::Attentive => PoolingArg::Attentive,
+        }
+    }
+}
+
+impl From<PoolingArg> for Pooling {
+    fn from(p: PoolingArg) -> Self {
+        match p {
+            PoolingArg::Mean => Pooling::Mean,
+            PoolingArg::MeanStd => Pooling::MeanStd,
+            PoolingArg::Attentive => Pooling::Attentive,
+        }
+    }
+}
+
+impl std::fmt::Display for PoolingArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The recipe's defaults, written once (in `TrainOptions::default`).
 static DEFAULTS: std::sync::LazyLock<TrainOptions> =
     std::sync::LazyLock::new(TrainOptions::default);
@@ -147,6 +188,9 @@ struct Recipe {
     /// Conv block widths.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_CHANNELS.as_str())]
     channels: Vec<usize>,
+    /// How the network pools its last block over time.
+    #[arg(long, value_enum, default_value_t = DEFAULTS.pooling.into())]
+    pooling: PoolingArg,
     /// Lower edge of the mel filterbank in Hz (e.g. 300 for a telephone-band model).
     #[arg(long)]
     fmin: Option<f32>,
@@ -189,6 +233,7 @@ impl Recipe {
             learning_rate: self.learning_rate,
             window_seconds: self.window_seconds,
             channels: self.channels.clone(),
+            pooling: self.pooling.into(),
             fmin: self.fmin,
             fmax: self.fmax,
             weight_average_decay: self.weight_average,

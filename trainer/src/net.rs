@@ -2,9 +2,9 @@
 //!
 //! Input `[batch, n_features, n_frames]` (channels first), output logits
 //! `[batch, n_labels]`. Each block is convolution over time, batch
-//! normalisation, ReLU and max pooling by 2; a global average over time makes
-//! the network independent of the number of frames, so the element can run a
-//! shorter last window at end of stream.
+//! normalisation, ReLU and max pooling by 2; a pooling over time (see
+//! [`Pooling`]) makes the network independent of the number of frames, so the
+//! element can run a shorter last window at end of stream.
 //!
 //! The time convolutions are written as 2D operations over a unit height axis
 //! (`[batch, channels, 1, frames]`): burn-onnx 0.22 exports `MaxPool2d` and a
@@ -20,6 +20,35 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
+/// How the last block's frames become one vector per window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// Each channel's mean over time.
+    #[default]
+    Mean,
+    /// Each channel's mean and standard deviation over time: how much a cue
+    /// varies within the window (pitch and loudness movement) next to its level.
+    MeanStd,
+    /// Mean and standard deviation weighted by a learnt per-frame attention
+    /// (Okabe et al. 2018), so frames that carry the emotion count most.
+    Attentive,
+}
+
+impl Pooling {
+    /// As reports name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::MeanStd => "mean and standard deviation",
+            Pooling::Attentive => "attentive mean and standard deviation",
+        }
+    }
+}
+
+/// Width of the attention's hidden layer in [`Pooling::Attentive`].
+const ATTENTION_HIDDEN: usize = 32;
+
 /// Shape of the network; travels in the training report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetConfig {
@@ -32,6 +61,9 @@ pub struct NetConfig {
     /// Dropout before the classifier (and, at a fifth of it, after each block).
     pub dropout: f64,
     pub n_labels: usize,
+    /// Absent in reports written before it existed: those nets averaged.
+    #[serde(default)]
+    pub pooling: Pooling,
 }
 
 impl NetConfig {
@@ -42,6 +74,7 @@ impl NetConfig {
             kernel: 3,
             dropout: 0.3,
             n_labels,
+            pooling: Pooling::Mean,
         }
     }
 
@@ -58,7 +91,15 @@ impl NetConfig {
             }
             c_in = c_out;
         }
-        total + c_in * self.n_labels
+        let pooled = match self.pooling {
+            Pooling::Mean => c_in,
+            Pooling::MeanStd => 2 * c_in,
+            Pooling::Attentive => {
+                total += (c_in * ATTENTION_HIDDEN + ATTENTION_HIDDEN + 2 * c_in) * frames;
+                2 * c_in
+            }
+        };
+        total + pooled * self.n_labels
     }
 
     pub fn init(&self, device: &Device) -> EmotionCnn {
@@ -79,12 +120,23 @@ impl NetConfig {
             });
             c_in = c_out;
         }
+        let attention = (self.pooling == Pooling::Attentive).then(|| Attention {
+            hidden: Conv2dConfig::new([c_in, ATTENTION_HIDDEN], [1, 1]).init(device),
+            score: Conv2dConfig::new([ATTENTION_HIDDEN, 1], [1, 1]).init(device),
+        });
+        let pooled = if self.pooling == Pooling::Mean {
+            c_in
+        } else {
+            2 * c_in
+        };
         EmotionCnn {
             blocks,
             pool: MaxPool2dConfig::new([1, 2]).init(),
             global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            pooling: self.pooling,
+            attention,
             dropout: DropoutConfig::new(self.dropout).init(),
-            head: LinearConfig::new(c_in, self.n_labels).init(device),
+            head: LinearConfig::new(pooled, self.n_labels).init(device),
         }
     }
 }
@@ -96,14 +148,28 @@ pub struct ConvBlock {
     dropout: Dropout,
 }
 
+/// Per-frame attention scores `v . tanh(W x + b)`, as 1x1 convolutions.
+#[derive(Module, Debug)]
+pub struct Attention {
+    hidden: Conv2d,
+    score: Conv2d,
+}
+
 #[derive(Module, Debug)]
 pub struct EmotionCnn {
     blocks: Vec<ConvBlock>,
     pool: MaxPool2d,
     global_pool: AdaptiveAvgPool2d,
+    #[module(skip)]
+    pooling: Pooling,
+    attention: Option<Attention>,
     dropout: Dropout,
     head: Linear,
 }
+
+/// Keeps the square root's argument and gradient finite where a channel is
+/// constant over the window.
+const STD_FLOOR: f64 = 1e-5;
 
 impl EmotionCnn {
     /// `[batch, n_features, n_frames]` -> logits `[batch, n_labels]`.
@@ -117,8 +183,37 @@ impl EmotionCnn {
             }
             x = block.dropout.forward(x);
         }
-        let x: Tensor<2> = self.global_pool.forward(x).flatten(1, 3);
-        self.head.forward(self.dropout.forward(x))
+        let pooled = self.pool_time(x);
+        self.head.forward(self.dropout.forward(pooled))
+    }
+
+    /// `[batch, channels, 1, frames]` -> `[batch, channels]` (mean) or
+    /// `[batch, 2 * channels]` (mean, then standard deviation). Written with
+    /// global average pooling and sums only: the ONNX graph must not divide
+    /// by the (dynamic) frame count.
+    fn pool_time(&self, x: Tensor<4>) -> Tensor<2> {
+        let (mean, square_mean) = if let Some(attention) = &self.attention {
+            // Scores are bounded by the tanh, so exp cannot overflow for any
+            // sane score weights, and no running max is needed.
+            let scores = attention
+                .score
+                .forward(attention.hidden.forward(x.clone()).tanh());
+            let weights = scores.exp();
+            let total = weights.clone().sum_dim(3);
+            let weighted = x.clone() * weights;
+            let mean = weighted.clone().sum_dim(3) / total.clone();
+            let square_mean = (weighted * x).sum_dim(3) / total;
+            (mean, square_mean)
+        } else if self.pooling == Pooling::Mean {
+            return self.global_pool.forward(x).flatten(1, 3);
+        } else {
+            let mean = self.global_pool.forward(x.clone());
+            let square_mean = self.global_pool.forward(x.clone() * x);
+            (mean, square_mean)
+        };
+        let variance = relu(square_mean - mean.clone() * mean.clone());
+        let std = variance.add_scalar(STD_FLOOR).sqrt();
+        Tensor::cat(vec![mean.flatten(1, 3), std.flatten(1, 3)], 1)
     }
 }
 

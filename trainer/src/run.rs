@@ -16,7 +16,7 @@ use seremotion_core::model::ModelMetadata;
 use seremotion_core::model::writer::embed_metadata;
 
 use crate::corpus::{self, Clip, LABELS};
-use crate::net::{EmotionCnn, Ensemble, NetConfig};
+use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use crate::split::{self, SplitConfig};
 use crate::train::{self, ClipFeatures, TrainConfig, Utterance, feature_config};
 use crate::{augment, eval, export};
@@ -46,6 +46,8 @@ pub struct TrainOptions {
     pub learning_rate: f64,
     pub window_seconds: f64,
     pub channels: Vec<usize>,
+    /// How the network pools the last block over time.
+    pub pooling: Pooling,
     /// Upper edge of the mel filterbank in Hz (default: the trainer's
     /// feature configuration).
     pub fmax: Option<f32>,
@@ -95,6 +97,7 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             window_seconds: 2.0,
             channels: vec![48, 64, 80, 96],
+            pooling: Pooling::Mean,
             fmax: None,
             fmin: None,
             // Chosen over three speaker splits: +4.5 points UA on RAVDESS
@@ -112,6 +115,17 @@ impl Default for TrainOptions {
             normalization: feature_config().normalization,
             stream_prior_seconds: 4.0,
             evaluate: true,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The network these options describe, for `n_features` input rows.
+    pub fn net_config(&self, n_features: usize) -> NetConfig {
+        NetConfig {
+            channels: self.channels.clone(),
+            pooling: self.pooling,
+            ..NetConfig::new(n_features, LABELS.len())
         }
     }
 }
@@ -492,8 +506,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         o.stream_prior_seconds,
     );
 
-    let mut net = NetConfig::new(features.n_features(), LABELS.len());
-    net.channels = o.channels.clone();
+    let net = o.net_config(features.n_features());
     let cfg = train_config(o, net.clone(), window_frames, hop_frames);
     // Refit: the validation speakers only chose the number of epochs; train
     // again on them too, with the same learning-rate schedule up to the best

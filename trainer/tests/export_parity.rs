@@ -8,7 +8,7 @@ use burn::tensor::TensorData;
 use seremotion_core::model::writer::embed_metadata;
 use seremotion_core::model::{Model, ModelMetadata};
 use seremotion_trainer::export;
-use seremotion_trainer::net::{EmotionCnn, Ensemble, NetConfig};
+use seremotion_trainer::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use seremotion_trainer::train::feature_config;
 
 /// Deterministic pseudo-random inputs in [-2, 2).
@@ -78,11 +78,59 @@ fn assert_parity(model: &Ensemble, reference: impl Fn(Tensor<3>) -> Tensor<2>) {
 }
 
 fn small_network(seed: u64) -> EmotionCnn {
+    pooled_network(seed, Pooling::Mean)
+}
+
+fn pooled_network(seed: u64, pooling: Pooling) -> EmotionCnn {
     let device = Device::flex();
     device.seed(seed);
-    let mut net = NetConfig::new(feature_config().n_features(), 4);
-    net.channels = vec![16, 24, 32];
+    let net = NetConfig {
+        channels: vec![16, 24, 32],
+        pooling,
+        ..NetConfig::new(feature_config().n_features(), 4)
+    };
     net.init(&device).valid()
+}
+
+/// Statistics and attentive pooling export without dividing by the dynamic
+/// frame count, and ONNX Runtime computes what burn does at every length.
+#[test]
+fn statistics_and_attentive_pooling_match_onnx_runtime() {
+    for pooling in [Pooling::MeanStd, Pooling::Attentive] {
+        let model = pooled_network(6, pooling);
+        let single = Ensemble::new(vec![model.clone()]);
+        assert_parity(&single, |x| model.forward(x));
+    }
+}
+
+/// The standard deviation is a real input to the classifier: two windows
+/// with the same per-channel means but different spread must score apart
+/// under statistics pooling, and alike under mean pooling of a constant.
+#[test]
+fn statistics_pooling_sees_spread_that_the_mean_does_not() {
+    let device = Device::flex();
+    let nf = feature_config().n_features();
+    let frames = 40;
+    let flat = Tensor::<3>::zeros([1, nf, frames], &device);
+    // +/-1.5 alternating over time: zero mean per row, unit-scale spread.
+    let alternating: Vec<f32> = (0..nf * frames)
+        .map(|i| if i % 2 == 0 { 1.5 } else { -1.5 })
+        .collect();
+    let moving = Tensor::<3>::from_data(TensorData::new(alternating, [1, nf, frames]), &device);
+    let net = pooled_network(7, Pooling::MeanStd);
+    let gap = (net.forward(flat.clone()) - net.forward(moving))
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(gap > 1e-3, "mean-std pooling ignored the spread ({gap})");
+    // A window of one repeated frame has no spread: finite logits, no NaN
+    // from the square root.
+    let logits: Vec<f32> = net
+        .forward(flat)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 logits");
+    assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
 }
 
 #[test]
