@@ -246,25 +246,79 @@ fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
 
 const PHONE_RATE: u32 = 8000;
 
-/// A narrowband call: down to 8 kHz, the 300–3400 Hz voice band, G.711 mu-law
-/// encode and decode, and back to `sample_rate`. The length is kept.
+/// G.711 companding law.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// North America and Japan.
+    MuLaw,
+    /// Europe and most of the rest of the world.
+    ALaw,
+}
+
+/// One narrowband line: its codec and the edges of its pass band.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PhoneLine {
+    pub codec: Codec,
+    pub low_hz: f32,
+    pub high_hz: f32,
+}
+
+impl PhoneLine {
+    /// The textbook line the telephone figures are measured through:
+    /// mu-law, 300–3400 Hz.
+    pub const STANDARD: PhoneLine = PhoneLine {
+        codec: Codec::MuLaw,
+        low_hz: 300.0,
+        high_hz: 3400.0,
+    };
+
+    /// A line as calls meet them: either law, the lower edge anywhere from
+    /// 200 to 400 Hz and the upper from 3000 to 3700 Hz (handsets, gateways
+    /// and codecs place them differently).
+    pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Self {
+        let codec = if chance(rng, 0.5) {
+            Codec::ALaw
+        } else {
+            Codec::MuLaw
+        };
+        PhoneLine {
+            codec,
+            low_hz: uniform(rng, (200.0, 400.0)),
+            high_hz: uniform(rng, (3000.0, 3700.0)),
+        }
+    }
+}
+
+/// A narrowband call through [`PhoneLine::STANDARD`].
 pub fn telephone(x: &[f32], sample_rate: u32) -> Vec<f32> {
+    telephone_line(x, sample_rate, PhoneLine::STANDARD)
+}
+
+/// A narrowband call: down to 8 kHz, the line's pass band, G.711 encode and
+/// decode, and back to `sample_rate`. The length is kept.
+pub fn telephone_line(x: &[f32], sample_rate: u32, line: PhoneLine) -> Vec<f32> {
     if x.is_empty() || sample_rate == 0 {
         return x.to_vec();
     }
     let mut narrow = resample(x, sample_rate, PHONE_RATE);
     // 4th-order Butterworth each side (two 2nd-order sections).
     let fs = PHONE_RATE as f64;
+    let (low, high) = (f64::from(line.low_hz), f64::from(line.high_hz));
     for f in [
-        Biquad::highpass(300.0, fs),
-        Biquad::highpass(300.0, fs),
-        Biquad::lowpass(3400.0, fs),
-        Biquad::lowpass(3400.0, fs),
+        Biquad::highpass(low, fs),
+        Biquad::highpass(low, fs),
+        Biquad::lowpass(high, fs),
+        Biquad::lowpass(high, fs),
     ] {
         f.run(&mut narrow);
     }
     for s in &mut narrow {
-        *s = ulaw_to_linear(linear_to_ulaw(to_i16(*s))) as f32 / 32768.0;
+        let pcm = to_i16(*s);
+        let decoded = match line.codec {
+            Codec::MuLaw => ulaw_to_linear(linear_to_ulaw(pcm)),
+            Codec::ALaw => alaw_to_linear(linear_to_alaw(pcm)),
+        };
+        *s = decoded as f32 / 32768.0;
     }
     let mut out = resample(&narrow, PHONE_RATE, sample_rate);
     out.resize(x.len(), 0.0);
@@ -305,6 +359,38 @@ pub fn ulaw_to_linear(code: u8) -> i16 {
     let u = !code;
     let t = ((((u & 0x0F) as i32) << 3) + BIAS) << ((u & 0x70) >> 4);
     (if u & 0x80 != 0 { BIAS - t } else { t - BIAS }) as i16
+}
+
+/// G.711 A-law encoder for 16-bit linear PCM, bit-exact with the reference
+/// implementation (Sun's g711.c): a 13-bit magnitude, its segment and 4
+/// mantissa bits, even bits inverted.
+pub fn linear_to_alaw(pcm: i16) -> u8 {
+    const SEGMENT_ENDS: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+    let mut v = (pcm as i32) >> 3;
+    let mask: u8 = if v >= 0 {
+        0xD5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let Some(seg) = SEGMENT_ENDS.iter().position(|&end| v <= end) else {
+        return 0x7F ^ mask;
+    };
+    let mantissa = if seg < 2 { v >> 1 } else { v >> seg } & 0x0F;
+    ((seg as u8) << 4 | mantissa as u8) ^ mask
+}
+
+/// G.711 A-law decoder to 16-bit linear PCM (the centre of each code's interval).
+pub fn alaw_to_linear(code: u8) -> i16 {
+    let a = code ^ 0x55;
+    let mut t = i32::from(a & 0x0F) << 4;
+    let seg = (a & 0x70) >> 4;
+    match seg {
+        0 => t += 8,
+        1 => t += 0x108,
+        _ => t = (t + 0x108) << (seg - 1),
+    }
+    (if a & 0x80 != 0 { t } else { -t }) as i16
 }
 
 /// RBJ-cookbook biquad (Butterworth Q), direct form I.
@@ -388,6 +474,9 @@ pub struct AugmentConfig {
     /// Share of noise injections that use pink instead of white noise.
     pub pink_share: f32,
     pub telephone_prob: f32,
+    /// Telephone renditions go through a [`PhoneLine::random`] line instead
+    /// of [`PhoneLine::STANDARD`].
+    pub varied_lines: bool,
 }
 
 impl Default for AugmentConfig {
@@ -405,6 +494,7 @@ impl Default for AugmentConfig {
             snr_db: (5.0, 30.0),
             pink_share: 0.5,
             telephone_prob: 0.25,
+            varied_lines: false,
         }
     }
 }
@@ -441,7 +531,14 @@ pub fn augment_random<R: Rng + ?Sized>(
         y = add_colored_noise_snr(&y, uniform(rng, cfg.snr_db), color, rng);
     }
     if chance(rng, cfg.telephone_prob) {
-        y = telephone(&y, sample_rate);
+        // The standard line draws nothing, so recipes without varied lines
+        // keep their renditions bit for bit.
+        let line = if cfg.varied_lines {
+            PhoneLine::random(rng)
+        } else {
+            PhoneLine::STANDARD
+        };
+        y = telephone_line(&y, sample_rate, line);
     }
     y
 }
@@ -605,6 +702,72 @@ mod tests {
             let again = linear_to_ulaw(ulaw_to_linear(code));
             assert!(again == code || code == 0x7F, "{code:#04x} -> {again:#04x}");
         }
+    }
+
+    #[test]
+    fn alaw_matches_the_reference_codec() {
+        // Values from the reference g711.c (and CPython's audioop.lin2alaw).
+        assert_eq!(linear_to_alaw(0), 0xD5);
+        assert_eq!(linear_to_alaw(-1), 0x55);
+        assert_eq!(linear_to_alaw(i16::MAX), 0xAA);
+        assert_eq!(linear_to_alaw(i16::MIN), 0x2A);
+        assert_eq!(linear_to_alaw(1000), 0xFA);
+        assert_eq!(alaw_to_linear(0xD5), 8);
+        assert_eq!(alaw_to_linear(0x55), -8);
+        assert_eq!(alaw_to_linear(0xAA), 32256);
+        assert_eq!(alaw_to_linear(0xFA), 1008);
+        for v in i16::MIN..=i16::MAX {
+            let back = alaw_to_linear(linear_to_alaw(v)) as i32;
+            let v = v as i32;
+            // Half a step of the code's segment: 8 in the two linear
+            // segments, 1/32 of the magnitude above, and the clipped top.
+            let bound = (v.abs() / 32).max(8) + 1;
+            if v.abs() <= 32256 {
+                assert!((back - v).abs() <= bound, "{v} -> {back}");
+            } else {
+                assert_eq!(back.abs(), 32256, "{v} clips to the top code");
+            }
+        }
+        for code in 0..=255u8 {
+            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "{code:#04x}");
+        }
+    }
+
+    #[test]
+    fn every_random_line_keeps_the_voice_band_and_cuts_above_4_khz() {
+        let len = SR as usize;
+        let mid = |y: &[f32]| power(&y[2000..len - 2000]);
+        let tone = sine(1000.0, 0.3, len);
+        let high = sine(6000.0, 0.3, len);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut codecs = Vec::new();
+        for _ in 0..8 {
+            let line = PhoneLine::random(&mut rng);
+            assert!((200.0..=400.0).contains(&line.low_hz), "{line:?}");
+            assert!((3000.0..=3700.0).contains(&line.high_hz), "{line:?}");
+            codecs.push(line.codec);
+            let kept_db = 10.0 * (mid(&telephone_line(&tone, SR, line)) / mid(&tone)).log10();
+            assert!(
+                kept_db.abs() < 1.0,
+                "{line:?}: 1 kHz changed by {kept_db} dB"
+            );
+            let removed_db = 10.0 * (mid(&telephone_line(&high, SR, line)) / mid(&high)).log10();
+            assert!(
+                removed_db < -40.0,
+                "{line:?}: 6 kHz only {removed_db} dB down"
+            );
+        }
+        assert!(codecs.contains(&Codec::ALaw) && codecs.contains(&Codec::MuLaw));
+        // The pass band really moves: 3.5 kHz passes a wide line, not a narrow one.
+        let probe = sine(3500.0, 0.3, len);
+        let through = |high_hz| {
+            let line = PhoneLine {
+                high_hz,
+                ..PhoneLine::STANDARD
+            };
+            10.0 * (mid(&telephone_line(&probe, SR, line)) / mid(&probe)).log10()
+        };
+        assert!(through(3700.0) > through(3000.0) + 6.0);
     }
 
     #[test]

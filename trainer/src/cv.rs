@@ -268,8 +268,15 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     // Features before any normalisation: `window_tensor` applies it later.
     base.normalization = WindowNormalization::None;
     let set = FeatureSet {
-        train: run::prepare(&clips, &base, t.copies, window_frames, t.seed)?,
-        clean: run::prepare(&clips, &base, 0, window_frames, t.seed)?,
+        train: run::prepare(
+            &clips,
+            &base,
+            t.copies,
+            window_frames,
+            t.seed,
+            t.varied_phone_lines,
+        )?,
+        clean: run::prepare(&clips, &base, 0, window_frames, t.seed, false)?,
         phone: run::prepare_telephone(&clips, &base, window_frames)?
             .into_iter()
             .map(|mut c| {
@@ -522,13 +529,18 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     let _ = writeln!(
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
-         validation through the phone too: {}; convolution widths {:?}, {} pooling over time. \
-         {:.0} s in all.\n",
+         validation through the phone too: {}, training lines {}; convolution widths {:?}, {} \
+         pooling over time. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
         t.copies,
         t.validate_telephone,
+        if t.varied_phone_lines {
+            "of either G.711 law and varied pass bands"
+        } else {
+            "mu-law 300-3400 Hz"
+        },
         t.channels,
         t.pooling.describe(),
         seconds
@@ -581,6 +593,7 @@ fn write_outputs(
         "seed": o.train.seed,
         "channels": o.train.channels,
         "pooling": o.train.pooling,
+        "varied_phone_lines": o.train.varied_phone_lines,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,
         "seconds": seconds.round(),
         "summary": summary,

@@ -208,6 +208,11 @@ struct Recipe {
     /// Validate on the validation speakers through the telephone channel too.
     #[arg(long)]
     validate_telephone: bool,
+    /// Train through telephone lines of either G.711 law (mu and A) with
+    /// pass bands from 200-400 Hz up to 3000-3700 Hz, instead of the one
+    /// mu-law 300-3400 Hz line (which validation and the phone figures use).
+    #[arg(long)]
+    varied_phone_lines: bool,
     /// With --normalization subtract-stream-mean: seconds of speech after
     /// which a stream's own voice counts as much as the training voices' mean.
     #[arg(long, default_value_t = DEFAULTS.stream_prior_seconds)]
@@ -239,6 +244,7 @@ impl Recipe {
             weight_average_decay: self.weight_average,
             mixup_alpha: self.mixup_alpha,
             validate_telephone: self.validate_telephone,
+            varied_phone_lines: self.varied_phone_lines,
             stream_prior_seconds: self.stream_prior_seconds,
             ..TrainOptions::default()
         })

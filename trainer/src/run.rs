@@ -67,6 +67,9 @@ pub struct TrainOptions {
     /// well as clean, so early stopping and the learning-rate schedule look
     /// at calls too.
     pub validate_telephone: bool,
+    /// Telephone renditions through lines of either G.711 law and varied
+    /// pass bands instead of the standard mu-law 300-3400 Hz line.
+    pub varied_phone_lines: bool,
     /// Corpora whose validation speakers are moved into training (none by
     /// default: a corpus without validation speakers cannot choose the
     /// checkpoint honestly).
@@ -110,6 +113,7 @@ impl Default for TrainOptions {
             // budget; models/EXPERIMENTS.md.
             ensemble: 1,
             validate_telephone: false,
+            varied_phone_lines: false,
             val_into_train: Vec::new(),
             test_fraction: 0.15,
             normalization: feature_config().normalization,
@@ -178,11 +182,12 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
 /// corpus fingerprint; kept above the speech gate for the quietest corpus),
 /// telephone a little more often than the library default (phone calls are a
 /// main use).
-fn augment_config() -> augment::AugmentConfig {
+fn augment_config(varied_lines: bool) -> augment::AugmentConfig {
     augment::AugmentConfig {
         gain_prob: 1.0,
         gain_db: (-12.0, 12.0),
         telephone_prob: 0.35,
+        varied_lines,
         ..Default::default()
     }
 }
@@ -195,9 +200,10 @@ pub fn prepare(
     copies: usize,
     window_frames: usize,
     seed: u64,
+    varied_lines: bool,
 ) -> Result<Vec<ClipFeatures>> {
     let min_len = samples_for(cfg, window_frames);
-    let aug = augment_config();
+    let aug = augment_config(varied_lines);
     train::par_map(clips, |i, clip| {
         let mut rng = StdRng::seed_from_u64(derived_seed(seed, i));
         let audio =
@@ -486,8 +492,15 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         features.frame_rate(),
     );
     let t = Instant::now();
-    let train_set = prepare(&split.train, &features, o.copies, window_frames, o.seed)?;
-    let mut val_set = prepare(&split.val, &features, 0, window_frames, o.seed)?;
+    let train_set = prepare(
+        &split.train,
+        &features,
+        o.copies,
+        window_frames,
+        o.seed,
+        o.varied_phone_lines,
+    )?;
+    let mut val_set = prepare(&split.val, &features, 0, window_frames, o.seed, false)?;
     if o.validate_telephone {
         val_set.extend(prepare_telephone(&split.val, &features, window_frames)?);
     }
@@ -519,6 +532,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             o.copies,
             window_frames,
             !o.seed,
+            o.varied_phone_lines,
         )?;
         combined.extend(train_set.iter().cloned());
         Some(combined)
@@ -567,6 +581,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "feature_seconds": prep_seconds.round(),
         "augmented_copies": o.copies,
         "validate_telephone": o.validate_telephone,
+        "varied_phone_lines": o.varied_phone_lines,
         // Voices the model heard (trained on) and that chose its checkpoint:
         // `eval` reports clips of either apart from held-out figures.
         "training_speakers": speaker_pairs(&split.train),
