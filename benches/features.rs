@@ -38,6 +38,16 @@ fn bench_features(c: &mut Criterion) {
                 ..FeatureConfig::default()
             },
         ),
+        (
+            "log_mel64_rms_pitch_20ms",
+            FeatureConfig {
+                win_length: 512,
+                hop_length: 320,
+                append_rms: true,
+                append_pitch: true,
+                ..FeatureConfig::default()
+            },
+        ),
     ];
     for (name, cfg) in configs {
         let mut stream = FrameStream::new(&cfg).expect("valid config");

@@ -26,8 +26,14 @@
 //!   as positive, a crossing is a sign-bit change between neighbours, and the
 //!   count is divided by `n_fft`.
 //!
+//! * the pitch rows (`append_pitch`) come from subharmonic summation over the
+//!   frame's amplitude spectrum (see [`PitchTracker`]): the fundamental in
+//!   semitones above 100 Hz, faded to 0 as the frame stops being harmonic,
+//!   and the harmonicity, the natural log of how much more amplitude lies on
+//!   the best candidate's harmonics than a flat spectrum would put there.
+//!
 //! Rows are ordered: mel (or MFCC) rows, then RMS (if `append_rms`), then ZCR
-//! (if `append_zcr`).
+//! (if `append_zcr`), then pitch and harmonicity (if `append_pitch`).
 //!
 //! Non-finite input samples (NaN, ±inf) are treated as 0, so output is always
 //! finite. The FFT runs in `f64`, which keeps low-level bands (down to the
@@ -113,6 +119,11 @@ pub struct FeatureConfig {
     /// Append one row: zero-crossing rate in `[0, 1]`.
     #[serde(default)]
     pub append_zcr: bool,
+    /// Append two rows: pitch and harmonicity (see the module docs). Needs
+    /// FFT bins of at most [`MAX_PITCH_BIN_HZ`] Hz.
+    // Left out when off, so models without it load in older elements.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub append_pitch: bool,
     /// Per-window normalisation, applied by [`window_tensor`] before `mean`/`std`.
     #[serde(default)]
     pub normalization: WindowNormalization,
@@ -140,6 +151,10 @@ fn is_zero(x: &f32) -> bool {
     *x == 0.0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Default for FeatureConfig {
     /// 64 log-mel bands of 25 ms windows every 10 ms at 16 kHz, 20 Hz–8 kHz.
     fn default() -> Self {
@@ -155,6 +170,7 @@ impl Default for FeatureConfig {
             n_mfcc: 0,
             append_rms: false,
             append_zcr: false,
+            append_pitch: false,
             normalization: WindowNormalization::None,
             mean: Vec::new(),
             std: Vec::new(),
@@ -230,6 +246,14 @@ pub enum FeatureError {
     },
     /// `subtract_stream_mean` without a usable `stream_prior` /
     /// `stream_prior_frames`.
+    /// `append_pitch` with FFT bins too wide to resolve voice harmonics, or a
+    /// rate too low to hold the harmonics the tracker sums.
+    PitchResolution {
+        /// `sample_rate / n_fft`.
+        bin_hz: f32,
+        /// The configured `sample_rate`.
+        sample_rate: u32,
+    },
     StreamPrior {
         /// What is wrong with them.
         problem: String,
@@ -294,6 +318,16 @@ impl fmt::Display for FeatureError {
                 f,
                 "feature config: `{field}` has {len} values but there are {expected} features \
                  (leave it empty for no standardisation)"
+            ),
+            FeatureError::PitchResolution {
+                bin_hz,
+                sample_rate,
+            } => write!(
+                f,
+                "feature config: append_pitch needs FFT bins of at most {MAX_PITCH_BIN_HZ} Hz and \
+                 a sample rate of at least {} Hz; n_fft gives {bin_hz} Hz bins at {sample_rate} Hz \
+                 (raise n_fft)",
+                2.0 * PITCH_MAX_HARMONIC_HZ
             ),
             FeatureError::StreamPrior { problem } => write!(
                 f,
@@ -376,6 +410,15 @@ impl FeatureConfig {
                 n_mels: self.n_mels,
             });
         }
+        if self.append_pitch {
+            let bin_hz = self.sample_rate as f32 / self.n_fft as f32;
+            if bin_hz > MAX_PITCH_BIN_HZ || nyquist < PITCH_MAX_HARMONIC_HZ {
+                return Err(FeatureError::PitchResolution {
+                    bin_hz,
+                    sample_rate: self.sample_rate,
+                });
+            }
+        }
         let expected = self.n_features();
         if !self.mean.is_empty() || !self.std.is_empty() {
             for (field, stats) in [("mean", &self.mean), ("std", &self.std)] {
@@ -443,13 +486,15 @@ impl FeatureConfig {
     }
 
     /// Rows per frame: `n_mels` (log-mel) or `n_mfcc` (MFCC), plus one for
-    /// each appended RMS / ZCR row.
+    /// each appended RMS / ZCR row and two for the pitch rows.
     pub fn n_features(&self) -> usize {
         let main = match self.kind {
             FeatureKind::LogMel => self.n_mels,
             FeatureKind::Mfcc => self.n_mfcc,
         };
-        main + usize::from(self.append_rms) + usize::from(self.append_zcr)
+        main + usize::from(self.append_rms)
+            + usize::from(self.append_zcr)
+            + 2 * usize::from(self.append_pitch)
     }
 
     /// Frames per second of audio.
@@ -631,6 +676,7 @@ pub struct FrameExtractor {
     win_length: usize,
     append_rms: bool,
     append_zcr: bool,
+    pitch: Option<PitchTracker>,
     n_features: usize,
     fft: Arc<dyn RealToComplex<f64>>,
     /// The periodic Hann window over `win_length` samples (the zero padding
@@ -676,6 +722,7 @@ impl FrameExtractor {
             win_length: cfg.win_length,
             append_rms: cfg.append_rms,
             append_zcr: cfg.append_zcr,
+            pitch: cfg.append_pitch.then(|| PitchTracker::new(cfg)),
             n_features: cfg.n_features(),
             fft_in: fft.make_input_vec(),
             spectrum: fft.make_output_vec(),
@@ -747,6 +794,12 @@ impl FrameExtractor {
         }
         if self.append_zcr {
             out[row] = zero_crossing_rate(frame);
+            row += 1;
+        }
+        if let Some(pitch) = &mut self.pitch {
+            let (semitones, harmonicity) = pitch.track(&self.power);
+            out[row] = semitones;
+            out[row + 1] = harmonicity;
         }
         rms
     }
@@ -818,6 +871,116 @@ impl FrameExtractor {
             *p = c.norm_sqr() as f32;
         }
         energy
+    }
+}
+
+/// Largest FFT bin width, Hz, at which [`PitchTracker`] still separates the
+/// harmonics of a low voice.
+pub const MAX_PITCH_BIN_HZ: f32 = 40.0;
+/// Lowest and highest fundamental searched, Hz.
+const PITCH_MIN_HZ: f32 = 60.0;
+const PITCH_MAX_HZ: f32 = 400.0;
+/// Harmonics are summed up to this frequency, Hz (where voiced speech keeps
+/// its clearest harmonics, inside the telephone band too).
+const PITCH_MAX_HARMONIC_HZ: f32 = 2000.0;
+/// Candidates per octave.
+const PITCH_STEPS_PER_OCTAVE: f32 = 24.0;
+/// Weight of harmonic `h` is `PITCH_DECAY^(h - 1)` (Hermes 1988): the
+/// fundamental's subharmonics would otherwise collect as much as it does.
+const PITCH_DECAY: f32 = 0.84;
+/// Salience (harmonic amplitude over a flat spectrum's) at which a frame
+/// counts as fully voiced; the pitch row fades in from a salience of 1.
+const PITCH_FULLY_VOICED: f32 = 2.0;
+
+/// Pitch by subharmonic summation (Hermes 1988) over the amplitude spectrum
+/// the feature extractor already computed: each candidate fundamental on a
+/// 1/24-octave grid from 60 to 400 Hz scores the weighted amplitude at its
+/// harmonics up to 2 kHz, against what a flat spectrum of the same mean
+/// amplitude would score. No second transform, so it fits the element's
+/// budget; the coarse grid is enough for the 2-semitone movements emotion
+/// makes.
+#[derive(Debug)]
+pub struct PitchTracker {
+    /// Per candidate: its frequency and a range into `taps`.
+    candidates: Vec<(f32, std::ops::Range<usize>)>,
+    /// `(lower bin, fraction towards the next, weight / total weight)`.
+    taps: Vec<(usize, f32, f32)>,
+    /// Bins `1..=last_bin` are read.
+    last_bin: usize,
+    amplitude: Vec<f32>,
+}
+
+impl PitchTracker {
+    /// For a config that passed [`FeatureConfig::validate`] with `append_pitch`.
+    pub fn new(cfg: &FeatureConfig) -> Self {
+        let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
+        let last_bin = ((PITCH_MAX_HARMONIC_HZ / bin_hz).ceil() as usize + 1).min(cfg.n_fft / 2);
+        let n_candidates =
+            ((PITCH_MAX_HZ / PITCH_MIN_HZ).log2() * PITCH_STEPS_PER_OCTAVE).round() as usize + 1;
+        let mut candidates = Vec::with_capacity(n_candidates);
+        let mut taps = Vec::new();
+        for i in 0..n_candidates {
+            let f0 = PITCH_MIN_HZ * (i as f32 / PITCH_STEPS_PER_OCTAVE).exp2();
+            let start = taps.len();
+            let mut h = 1;
+            while h as f32 * f0 <= PITCH_MAX_HARMONIC_HZ {
+                let bin = h as f32 * f0 / bin_hz;
+                let lower = bin.floor() as usize;
+                if lower + 1 > last_bin {
+                    break;
+                }
+                taps.push((lower, bin - lower as f32, PITCH_DECAY.powi(h - 1)));
+                h += 1;
+            }
+            let total: f32 = taps[start..].iter().map(|t| t.2).sum();
+            for tap in &mut taps[start..] {
+                tap.2 /= total;
+            }
+            candidates.push((f0, start..taps.len()));
+        }
+        PitchTracker {
+            candidates,
+            taps,
+            last_bin,
+            amplitude: vec![0.0; last_bin + 1],
+        }
+    }
+
+    /// `(pitch, harmonicity)` of a frame from its power spectrum: the best
+    /// candidate in semitones above 100 Hz, scaled by how voiced the frame
+    /// is (0 when it is not), and the natural log of its salience (0 for
+    /// silence or a flat spectrum).
+    pub fn track(&mut self, power: &[f32]) -> (f32, f32) {
+        let mut sum = 0f32;
+        for (a, &p) in self.amplitude[1..]
+            .iter_mut()
+            .zip(&power[1..=self.last_bin])
+        {
+            *a = p.max(0.0).sqrt();
+            sum += *a;
+        }
+        let flat = sum / self.last_bin as f32;
+        // Silence: nothing to compare (and a NaN-free answer for zeros).
+        if !flat.is_finite() || flat <= 1e-12 {
+            return (0.0, 0.0);
+        }
+        let (mut best_f0, mut best) = (0.0, 0f32);
+        for (f0, range) in &self.candidates {
+            let score: f32 = self.taps[range.clone()]
+                .iter()
+                .map(|&(bin, frac, w)| {
+                    w * (self.amplitude[bin]
+                        + frac * (self.amplitude[bin + 1] - self.amplitude[bin]))
+                })
+                .sum();
+            if score > best {
+                (best_f0, best) = (*f0, score);
+            }
+        }
+        let salience = (best / flat).max(1e-6);
+        let voiced = ((salience - 1.0) / (PITCH_FULLY_VOICED - 1.0)).clamp(0.0, 1.0);
+        let semitones = 12.0 * (best_f0 / 100.0).max(1e-6).log2();
+        (semitones * voiced, salience.ln())
     }
 }
 
@@ -2043,5 +2206,107 @@ mod tests {
         assert_eq!(zero_crossing_rate(&[1.0, 0.5, -0.5, -1.0, 1.0]), 2.0 / 5.0);
         assert_eq!(zero_crossing_rate(&[0.0, -1e-12, 1e-12, -0.0]), 0.0);
         assert_eq!(zero_crossing_rate(&[-1.0, 0.0, -1.0]), 2.0 / 3.0);
+    }
+
+    /// The trainer's frames (512 samples every 20 ms at 16 kHz) with pitch rows.
+    fn pitch_config() -> FeatureConfig {
+        FeatureConfig {
+            win_length: 512,
+            hop_length: 320,
+            append_rms: true,
+            append_pitch: true,
+            ..FeatureConfig::default()
+        }
+    }
+
+    /// Pitch and harmonicity rows of one frame of `x` (n_fft samples).
+    fn pitch_rows(x: &[f32]) -> (f32, f32) {
+        let cfg = pitch_config();
+        let mut fx = FrameExtractor::new(&cfg).expect("valid");
+        let mut out = vec![0.0; cfg.n_features()];
+        fx.compute(x, &mut out);
+        let n = out.len();
+        (out[n - 2], out[n - 1])
+    }
+
+    /// A voice-like harmonic series: harmonics to 4 kHz falling 6 dB an octave.
+    fn harmonic(f0: f32, amp: f32) -> Vec<f32> {
+        (0..512)
+            .map(|i| {
+                let t = i as f32 / 16000.0;
+                let mut v = 0.0;
+                let mut h = 1;
+                while h as f32 * f0 < 4000.0 {
+                    v += (std::f32::consts::TAU * h as f32 * f0 * t + h as f32).sin() / h as f32;
+                    h += 1;
+                }
+                amp * v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pitch_rows_find_the_fundamental_of_voices_high_and_low() {
+        for f0 in [85.0f32, 120.0, 150.0, 210.0, 290.0, 380.0] {
+            let (pitch, harmonicity) = pitch_rows(&harmonic(f0, 0.1));
+            let want = 12.0 * (f0 / 100.0).log2();
+            // The grid is a quarter tone; no octave errors.
+            assert!(
+                (pitch - want).abs() <= 0.6,
+                "{f0} Hz: {pitch} semitones, want {want}"
+            );
+            assert!(
+                harmonicity > PITCH_FULLY_VOICED.ln(),
+                "{f0} Hz: {harmonicity}"
+            );
+        }
+    }
+
+    #[test]
+    fn pitch_rows_ignore_level_and_stay_quiet_for_noise_and_silence() {
+        let loud = pitch_rows(&harmonic(180.0, 0.3));
+        let quiet = pitch_rows(&harmonic(180.0, 0.003));
+        assert!((loud.0 - quiet.0).abs() < 1e-3 && (loud.1 - quiet.1).abs() < 1e-3);
+
+        let mut state = 7u64;
+        let noise: Vec<f32> = (0..512)
+            .map(|_| {
+                state = splitmix64(state);
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let (pitch, harmonicity) = pitch_rows(&noise);
+        assert!(
+            harmonicity < 0.5 * PITCH_FULLY_VOICED.ln(),
+            "noise: {harmonicity}"
+        );
+        assert!(pitch.abs() < 0.5 * loud.0.abs(), "noise: {pitch} semitones");
+
+        assert_eq!(pitch_rows(&[0.0; 512]), (0.0, 0.0));
+        let mut broken = harmonic(180.0, 0.1);
+        broken[100] = f32::NAN;
+        broken[200] = f32::INFINITY;
+        let (p, h) = pitch_rows(&broken);
+        assert!(p.is_finite() && h.is_finite() && (p - loud.0).abs() < 0.6);
+    }
+
+    #[test]
+    fn pitch_rows_need_fine_enough_bins_and_old_configs_read_without_them() {
+        let coarse = FeatureConfig {
+            n_fft: 256,
+            win_length: 256,
+            ..pitch_config()
+        };
+        let err = coarse.validate().expect_err("62.5 Hz bins");
+        assert!(matches!(err, FeatureError::PitchResolution { .. }), "{err}");
+        assert!(err.to_string().contains("raise n_fft"), "{err}");
+        assert_eq!(pitch_config().n_features(), 64 + 1 + 2);
+        // Off, the field is not written (older elements refuse unknown
+        // fields) and a config without it reads as off.
+        let off = serde_json::to_string(&FeatureConfig::default()).expect("json");
+        assert!(!off.contains("append_pitch"), "{off}");
+        let on = serde_json::to_string(&pitch_config()).expect("json");
+        let back: FeatureConfig = serde_json::from_str(&on).expect("read back");
+        assert!(back.append_pitch);
     }
 }

@@ -27,7 +27,7 @@ use seremotion_core::features::WindowNormalization;
 use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::run::{self, TrainOptions};
-use crate::train::{self, ClipFeatures, feature_config};
+use crate::train::{self, ClipFeatures};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -257,16 +257,13 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
         partitions.extend(p);
     }
 
-    let mut base = feature_config();
-    base.fmin = t.fmin.unwrap_or(base.fmin);
-    base.fmax = t.fmax.unwrap_or(base.fmax);
+    // Features before any normalisation: `window_tensor` applies it later.
+    let base = t.feature_config(WindowNormalization::None);
     let window_frames =
         base.frames_in((t.window_seconds * f64::from(base.sample_rate)).round() as usize);
     let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, base.frame_rate());
 
     let started = Instant::now();
-    // Features before any normalisation: `window_tensor` applies it later.
-    base.normalization = WindowNormalization::None;
     let set = FeatureSet {
         train: run::prepare(
             &clips,
@@ -358,10 +355,7 @@ fn run_partition(
     if val_set.is_empty() {
         bail!("{} {}: no validation speakers", p.protocol, p.name);
     }
-    let mut features = feature_config();
-    features.fmin = t.fmin.unwrap_or(features.fmin);
-    features.fmax = t.fmax.unwrap_or(features.fmax);
-    features.normalization = norm;
+    let mut features = t.feature_config(norm);
     train::fit_normalisation(
         &mut features,
         &train_set,
@@ -529,8 +523,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     let _ = writeln!(
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
-         validation through the phone too: {}, training lines {}; convolution widths {:?}, {} \
-         pooling over time. {:.0} s in all.\n",
+         validation through the phone too: {}, training lines {}; pitch rows: {}; convolution \
+         widths {:?}, {} pooling over time. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
@@ -541,6 +535,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         } else {
             "mu-law 300-3400 Hz"
         },
+        t.append_pitch,
         t.channels,
         t.pooling.describe(),
         seconds
@@ -594,6 +589,7 @@ fn write_outputs(
         "channels": o.train.channels,
         "pooling": o.train.pooling,
         "varied_phone_lines": o.train.varied_phone_lines,
+        "append_pitch": o.train.append_pitch,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,
         "seconds": seconds.round(),
         "summary": summary,

@@ -191,6 +191,9 @@ struct Recipe {
     /// How the network pools its last block over time.
     #[arg(long, value_enum, default_value_t = DEFAULTS.pooling.into())]
     pooling: PoolingArg,
+    /// Append pitch and harmonicity rows (subharmonic summation) to every frame.
+    #[arg(long)]
+    pitch: bool,
     /// Lower edge of the mel filterbank in Hz (e.g. 300 for a telephone-band model).
     #[arg(long)]
     fmin: Option<f32>,
@@ -245,6 +248,7 @@ impl Recipe {
             mixup_alpha: self.mixup_alpha,
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
+            append_pitch: self.pitch,
             stream_prior_seconds: self.stream_prior_seconds,
             ..TrainOptions::default()
         })

@@ -70,6 +70,8 @@ pub struct TrainOptions {
     /// Telephone renditions through lines of either G.711 law and varied
     /// pass bands instead of the standard mu-law 300-3400 Hz line.
     pub varied_phone_lines: bool,
+    /// Append the pitch and harmonicity rows to every frame.
+    pub append_pitch: bool,
     /// Corpora whose validation speakers are moved into training (none by
     /// default: a corpus without validation speakers cannot choose the
     /// checkpoint honestly).
@@ -114,6 +116,7 @@ impl Default for TrainOptions {
             ensemble: 1,
             validate_telephone: false,
             varied_phone_lines: false,
+            append_pitch: false,
             val_into_train: Vec::new(),
             test_fraction: 0.15,
             normalization: feature_config().normalization,
@@ -124,6 +127,19 @@ impl Default for TrainOptions {
 }
 
 impl TrainOptions {
+    /// The recipe's front end with these options' band edges and rows, and
+    /// `normalization` (not yet fitted: no statistics, no prior).
+    pub fn feature_config(&self, normalization: WindowNormalization) -> FeatureConfig {
+        let base = feature_config();
+        FeatureConfig {
+            fmin: self.fmin.unwrap_or(base.fmin),
+            fmax: self.fmax.unwrap_or(base.fmax),
+            append_pitch: self.append_pitch,
+            normalization,
+            ..base
+        }
+    }
+
     /// The network these options describe, for `n_features` input rows.
     pub fn net_config(&self, n_features: usize) -> NetConfig {
         NetConfig {
@@ -473,10 +489,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         split.test.len()
     );
 
-    let mut features = feature_config();
-    features.normalization = o.normalization;
-    features.fmin = o.fmin.unwrap_or(features.fmin);
-    features.fmax = o.fmax.unwrap_or(features.fmax);
+    let mut features = o.feature_config(o.normalization);
     let nyquist = features.sample_rate as f32 / 2.0;
     if !(features.fmin >= 0.0 && features.fmin < features.fmax && features.fmax <= nyquist) {
         bail!(

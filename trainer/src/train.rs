@@ -55,6 +55,7 @@ pub fn feature_config() -> FeatureConfig {
         n_mfcc: 0,
         append_rms: true,
         append_zcr: false,
+        append_pitch: false,
         normalization: WindowNormalization::SubtractMean,
         mean: Vec::new(),
         std: Vec::new(),
