@@ -182,44 +182,9 @@ fn every_window_normalisation_round_trips_through_the_model_file() {
     }
 }
 
-/// The trainer's validation and cross-validation scores (`predict_clips`,
-/// burn) are the element's (`classify_clip`, ONNX Runtime) for a model with a
-/// voice baseline: same windows, speech decision, baseline and aggregation.
-#[test]
-fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
-    use seremotion_core::analysis::{
-        AnalyzerSettings, DEFAULT_INTERVAL, classify_clip, seconds_to_frames,
-    };
-    use seremotion_core::features::WindowNormalization;
-    use seremotion_trainer::train::{ClipFeatures, Utterance, clip_scores};
-    use std::sync::Arc;
-
-    let network = small_network(21);
-    let mut features = feature_config();
-    features.normalization = WindowNormalization::SubtractStreamMean;
-    features.stream_prior = vec![-45.0; features.n_features()];
-    features.stream_prior_frames = 100.0;
-    // Unit-scale inputs, or the untrained network gives one answer to all.
-    features.mean = vec![0.0; features.n_features()];
-    features.std = vec![5.0; features.n_features()];
-    let window_frames = 99;
-    let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
-    let graph = export::export_graph(
-        &Ensemble::new(vec![network.clone()]),
-        features.n_features(),
-        window_frames,
-    )
-    .expect("export");
-    let model = Model::from_bytes(
-        &embed_metadata(&graph, &metadata(features.clone())),
-        "voice parity",
-    )
-    .expect("ONNX Runtime loads the export");
-    let settings = AnalyzerSettings::for_model(&model);
-    assert_eq!(settings.window_frames, window_frames);
-
-    // Syllable-like bursts of different pitch, loudness and length.
-    let clips: Vec<Vec<f32>> = (0..10)
+/// Syllable-like bursts of different pitch, loudness and length.
+fn burst_clips() -> Vec<Vec<f32>> {
+    (0..10)
         .map(|k| {
             let (f, level, seconds) = (
                 120.0 + 90.0 * k as f64,
@@ -241,7 +206,43 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
                 })
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// Scores [`burst_clips`] clip by clip with the trainer (`clip_scores`,
+/// burn) and with the element's path (`classify_clip`, ONNX Runtime), checks
+/// they agree within 1e-4, and returns the clips' features and the trainer's
+/// scores.
+fn assert_clip_parity(
+    network: &EmotionCnn,
+    features: &seremotion_core::features::FeatureConfig,
+) -> (
+    Vec<seremotion_trainer::train::ClipFeatures>,
+    Vec<Option<Vec<f32>>>,
+) {
+    use seremotion_core::analysis::{
+        AnalyzerSettings, DEFAULT_INTERVAL, classify_clip, seconds_to_frames,
+    };
+    use seremotion_trainer::train::{ClipFeatures, Utterance, clip_scores};
+    use std::sync::Arc;
+
+    let window_frames = 99;
+    let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
+    let graph = export::export_graph(
+        &Ensemble::new(vec![network.clone()]),
+        features.n_features(),
+        window_frames,
+    )
+    .expect("export");
+    let model = Model::from_bytes(
+        &embed_metadata(&graph, &metadata(features.clone())),
+        "clip parity",
+    )
+    .expect("ONNX Runtime loads the export");
+    let settings = AnalyzerSettings::for_model(&model);
+    assert_eq!(settings.window_frames, window_frames);
+
+    let clips = burst_clips();
     let clip_features: Vec<ClipFeatures> = clips
         .iter()
         .map(|audio| ClipFeatures {
@@ -250,13 +251,13 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
             speaker: "one".into(),
             scored: true,
             versions: vec![Arc::new(
-                Utterance::from_audio(&features, audio, window_frames).expect("features"),
+                Utterance::from_audio(features, audio, window_frames).expect("features"),
             )],
         })
         .collect();
     let trainer = clip_scores(
-        &network,
-        &features,
+        network,
+        features,
         &clip_features,
         window_frames,
         hop_frames,
@@ -281,6 +282,29 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
         }
     }
     assert!(heard >= 8, "{heard} clips with speech");
+    (clip_features, trainer)
+}
+
+/// The trainer's validation and cross-validation scores (`predict_clips`,
+/// burn) are the element's (`classify_clip`, ONNX Runtime) for a model with a
+/// voice baseline: same windows, speech decision, baseline and aggregation.
+#[test]
+fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
+    use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
+    use seremotion_core::features::WindowNormalization;
+    use seremotion_trainer::train::clip_scores;
+
+    let network = small_network(21);
+    let mut features = feature_config();
+    features.normalization = WindowNormalization::SubtractStreamMean;
+    features.stream_prior = vec![-45.0; features.n_features()];
+    features.stream_prior_frames = 100.0;
+    // Unit-scale inputs, or the untrained network gives one answer to all.
+    features.mean = vec![0.0; features.n_features()];
+    features.std = vec![5.0; features.n_features()];
+    let (clip_features, trainer) = assert_clip_parity(&network, &features);
+    let window_frames = 99;
+    let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
 
     // Heard as one speaker's stream, the baseline carries from clip to clip
     // and changes what later clips are heard as.
@@ -307,4 +331,46 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
         })
         .fold(0f32, f32::max);
     assert!(moved > 1e-3, "the history moved no score ({moved})");
+}
+
+/// Pitch rows and statistics pooling: the element computes the same pitch
+/// rows as the trainer's features and ONNX Runtime pools as burn does, so
+/// clip scores agree.
+#[test]
+fn trainer_predictions_are_the_elements_with_pitch_rows_and_statistics_pooling() {
+    let mut features = feature_config();
+    features.append_pitch = true;
+    let nf = features.n_features();
+    features.mean = vec![0.0; nf];
+    features.std = vec![5.0; nf];
+    for pooling in [Pooling::MeanStd, Pooling::Attentive] {
+        let device = Device::flex();
+        device.seed(22);
+        let network = NetConfig {
+            channels: vec![16, 24, 32],
+            pooling,
+            ..NetConfig::new(nf, 4)
+        }
+        .init(&device)
+        .valid();
+        let (clips, trainer) = assert_clip_parity(&network, &features);
+        // The pitch rows really vary over these clips (120 to 930 Hz bursts).
+        let pitch_row = nf - 2;
+        let pitches: Vec<f32> = clips
+            .iter()
+            .map(|c| {
+                let u = &c.versions[0];
+                (0..u.n_frames)
+                    .map(|t| u.frames[t * nf + pitch_row])
+                    .fold(f32::MIN, f32::max)
+            })
+            .collect();
+        assert!(
+            pitches.iter().fold(f32::MIN, |a, &b| a.max(b))
+                - pitches.iter().fold(f32::MAX, |a, &b| a.min(b))
+                > 6.0,
+            "{pitches:?}"
+        );
+        assert!(trainer.iter().flatten().count() >= 8);
+    }
 }
