@@ -38,6 +38,16 @@ fn bench_features(c: &mut Criterion) {
                 ..FeatureConfig::default()
             },
         ),
+        // The shipped model's front end, and the same with the pitch rows.
+        (
+            "log_mel64_rms_20ms",
+            FeatureConfig {
+                win_length: 512,
+                hop_length: 320,
+                append_rms: true,
+                ..FeatureConfig::default()
+            },
+        ),
         (
             "log_mel64_rms_pitch_20ms",
             FeatureConfig {

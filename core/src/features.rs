@@ -901,10 +901,13 @@ const PITCH_FULLY_VOICED: f32 = 2.0;
 /// makes.
 #[derive(Debug)]
 pub struct PitchTracker {
-    /// Per candidate: its frequency and a range into `taps`.
-    candidates: Vec<(f32, std::ops::Range<usize>)>,
-    /// `(lower bin, fraction towards the next, weight / total weight)`.
-    taps: Vec<(usize, f32, f32)>,
+    /// Candidate fundamentals, Hz.
+    candidates: Vec<f32>,
+    /// Per candidate, a row of `amplitude.len()` weights: each harmonic's
+    /// weight split between the two bins around it (linear interpolation),
+    /// normalised to sum to 1. Dense, so scoring is a matrix-vector product
+    /// that vectorises, instead of scattered reads.
+    weights: Vec<f32>,
     /// Bins `1..=last_bin` are read.
     last_bin: usize,
     amplitude: Vec<f32>,
@@ -915,13 +918,14 @@ impl PitchTracker {
     pub fn new(cfg: &FeatureConfig) -> Self {
         let bin_hz = cfg.sample_rate as f32 / cfg.n_fft as f32;
         let last_bin = ((PITCH_MAX_HARMONIC_HZ / bin_hz).ceil() as usize + 1).min(cfg.n_fft / 2);
+        let width = last_bin + 1;
         let n_candidates =
             ((PITCH_MAX_HZ / PITCH_MIN_HZ).log2() * PITCH_STEPS_PER_OCTAVE).round() as usize + 1;
-        let mut candidates = Vec::with_capacity(n_candidates);
-        let mut taps = Vec::new();
-        for i in 0..n_candidates {
-            let f0 = PITCH_MIN_HZ * (i as f32 / PITCH_STEPS_PER_OCTAVE).exp2();
-            let start = taps.len();
+        let candidates: Vec<f32> = (0..n_candidates)
+            .map(|i| PITCH_MIN_HZ * (i as f32 / PITCH_STEPS_PER_OCTAVE).exp2())
+            .collect();
+        let mut weights = vec![0f32; n_candidates * width];
+        for (&f0, row) in candidates.iter().zip(weights.chunks_exact_mut(width)) {
             let mut h = 1;
             while h as f32 * f0 <= PITCH_MAX_HARMONIC_HZ {
                 let bin = h as f32 * f0 / bin_hz;
@@ -929,20 +933,19 @@ impl PitchTracker {
                 if lower + 1 > last_bin {
                     break;
                 }
-                taps.push((lower, bin - lower as f32, PITCH_DECAY.powi(h - 1)));
+                let (frac, w) = (bin - lower as f32, PITCH_DECAY.powi(h - 1));
+                row[lower] += w * (1.0 - frac);
+                row[lower + 1] += w * frac;
                 h += 1;
             }
-            let total: f32 = taps[start..].iter().map(|t| t.2).sum();
-            for tap in &mut taps[start..] {
-                tap.2 /= total;
-            }
-            candidates.push((f0, start..taps.len()));
+            let total: f32 = row.iter().sum();
+            row.iter_mut().for_each(|w| *w /= total);
         }
         PitchTracker {
             candidates,
-            taps,
+            weights,
             last_bin,
-            amplitude: vec![0.0; last_bin + 1],
+            amplitude: vec![0.0; width],
         }
     }
 
@@ -951,30 +954,23 @@ impl PitchTracker {
     /// is (0 when it is not), and the natural log of its salience (0 for
     /// silence or a flat spectrum).
     pub fn track(&mut self, power: &[f32]) -> (f32, f32) {
-        let mut sum = 0f32;
         for (a, &p) in self.amplitude[1..]
             .iter_mut()
             .zip(&power[1..=self.last_bin])
         {
             *a = p.max(0.0).sqrt();
-            sum += *a;
         }
-        let flat = sum / self.last_bin as f32;
+        let flat = self.amplitude.iter().sum::<f32>() / self.last_bin as f32;
         // Silence: nothing to compare (and a NaN-free answer for zeros).
         if !flat.is_finite() || flat <= 1e-12 {
             return (0.0, 0.0);
         }
+        let width = self.amplitude.len();
         let (mut best_f0, mut best) = (0.0, 0f32);
-        for (f0, range) in &self.candidates {
-            let score: f32 = self.taps[range.clone()]
-                .iter()
-                .map(|&(bin, frac, w)| {
-                    w * (self.amplitude[bin]
-                        + frac * (self.amplitude[bin + 1] - self.amplitude[bin]))
-                })
-                .sum();
+        for (&f0, row) in self.candidates.iter().zip(self.weights.chunks_exact(width)) {
+            let score = dot(row, &self.amplitude);
             if score > best {
-                (best_f0, best) = (*f0, score);
+                (best_f0, best) = (f0, score);
             }
         }
         let salience = (best / flat).max(1e-6);
@@ -982,6 +978,24 @@ impl PitchTracker {
         let semitones = 12.0 * (best_f0 / 100.0).max(1e-6).log2();
         (semitones * voiced, salience.ln())
     }
+}
+
+/// Dot product in eight lanes, so that it vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_blocks, b_blocks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_blocks
+        .remainder()
+        .iter()
+        .zip(b_blocks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_blocks.zip(b_blocks) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// `x` if finite, else 0 (NaN and infinities carry no sound).
