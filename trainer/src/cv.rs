@@ -523,13 +523,14 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     let _ = writeln!(
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
-         validation through the phone too: {}, training lines {}; pitch rows: {}; convolution \
-         widths {:?}, {} pooling over time. {:.0} s in all.\n",
+         validation through the phone too: {}, on speaker streams too: {}, training lines {}; \
+         pitch rows: {}; convolution widths {:?}, {} pooling over time. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
         t.copies,
         t.validate_telephone,
+        t.validate_streams,
         if t.varied_phone_lines {
             "of either G.711 law and varied pass bands"
         } else {
@@ -590,6 +591,7 @@ fn write_outputs(
         "pooling": o.train.pooling,
         "varied_phone_lines": o.train.varied_phone_lines,
         "append_pitch": o.train.append_pitch,
+        "validate_streams": o.train.validate_streams,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,
         "seconds": seconds.round(),
         "summary": summary,

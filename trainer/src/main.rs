@@ -211,6 +211,11 @@ struct Recipe {
     /// Validate on the validation speakers through the telephone channel too.
     #[arg(long)]
     validate_telephone: bool,
+    /// With --normalization subtract-stream-mean: choose the checkpoint on
+    /// the mean of clip-by-clip UA and UA with each validation speaker's
+    /// clips heard as one stream.
+    #[arg(long)]
+    validate_streams: bool,
     /// Train through telephone lines of either G.711 law (mu and A) with
     /// pass bands from 200-400 Hz up to 3000-3700 Hz, instead of the one
     /// mu-law 300-3400 Hz line (which validation and the phone figures use).
@@ -249,6 +254,7 @@ impl Recipe {
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
             append_pitch: self.pitch,
+            validate_streams: self.validate_streams,
             stream_prior_seconds: self.stream_prior_seconds,
             ..TrainOptions::default()
         })

@@ -72,6 +72,9 @@ pub struct TrainOptions {
     pub varied_phone_lines: bool,
     /// Append the pitch and harmonicity rows to every frame.
     pub append_pitch: bool,
+    /// With a voice baseline, choose checkpoints on validation speakers'
+    /// clips heard as speaker streams too.
+    pub validate_streams: bool,
     /// Corpora whose validation speakers are moved into training (none by
     /// default: a corpus without validation speakers cannot choose the
     /// checkpoint honestly).
@@ -117,6 +120,7 @@ impl Default for TrainOptions {
             validate_telephone: false,
             varied_phone_lines: false,
             append_pitch: false,
+            validate_streams: false,
             val_into_train: Vec::new(),
             test_fraction: 0.15,
             normalization: feature_config().normalization,
@@ -408,6 +412,7 @@ pub fn train_config(
         weight_average_decay: o.weight_average_decay,
         mixup_alpha: o.mixup_alpha,
         fixed_schedule: None,
+        validate_streams: o.validate_streams,
         net,
     }
 }
@@ -595,6 +600,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "augmented_copies": o.copies,
         "validate_telephone": o.validate_telephone,
         "varied_phone_lines": o.varied_phone_lines,
+        "validate_streams": o.validate_streams,
         // Voices the model heard (trained on) and that chose its checkpoint:
         // `eval` reports clips of either apart from held-out figures.
         "training_speakers": speaker_pairs(&split.train),

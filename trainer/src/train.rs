@@ -152,6 +152,10 @@ pub struct TrainConfig {
     /// with no early stopping, and the last one is the outcome (validation,
     /// if any, is only reported).
     pub fixed_schedule: Option<Vec<f64>>,
+    /// With a voice baseline: the validation UA is the mean of the clip by
+    /// clip UA and the UA of each validation speaker's clips heard as one
+    /// stream, so the checkpoint suits calls as well as lone clips.
+    pub validate_streams: bool,
     pub net: NetConfig,
 }
 
@@ -789,16 +793,31 @@ pub fn train(
         let (val_ua, per_corpus) = if val.is_empty() {
             (f32::NAN, Vec::new())
         } else {
-            let preds = predict_clips(
-                &inference,
-                features,
-                val,
-                cfg.window_frames,
-                cfg.hop_frames,
-                n_labels,
-                false,
-            );
-            validation_ua(val, &preds, n_labels)
+            let predict = |voice_streams| {
+                let preds = predict_clips(
+                    &inference,
+                    features,
+                    val,
+                    cfg.window_frames,
+                    cfg.hop_frames,
+                    n_labels,
+                    voice_streams,
+                );
+                validation_ua(val, &preds, n_labels)
+            };
+            let (clip_ua, mut per_corpus) = predict(false);
+            // Without a baseline, streams score exactly as lone clips.
+            if cfg.validate_streams && stream_mean {
+                let (stream_ua, per_stream) = predict(true);
+                per_corpus.extend(
+                    per_stream
+                        .into_iter()
+                        .map(|(corpus, ua)| (format!("{corpus} stream"), ua)),
+                );
+                ((clip_ua + stream_ua) / 2.0, per_corpus)
+            } else {
+                (clip_ua, per_corpus)
+            }
         };
         let log = EpochLog {
             epoch,

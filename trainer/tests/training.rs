@@ -113,3 +113,42 @@ fn mixup_trains_on_blended_batches() {
         mixed.best_val_ua
     );
 }
+
+/// With a voice baseline and `validate_streams`, each epoch is judged on the
+/// validation clips alone and as speaker streams: the per-corpus list gains
+/// the stream figures and the epoch's UA is the mean of the two. Without a
+/// baseline the flag changes nothing (streams would score as lone clips).
+#[test]
+fn stream_validation_averages_clip_and_speaker_stream_ua() {
+    use seremotion_core::features::WindowNormalization;
+    let _serial = serial();
+    let window_frames = 40;
+    let train_set = clips(&feature_config(), 0..3, window_frames);
+    let val_set = clips(&feature_config(), 3..5, window_frames);
+    let mut features = feature_config();
+    features.normalization = WindowNormalization::SubtractStreamMean;
+    train::fit_normalisation(&mut features, &train_set, window_frames, 1.0);
+    let cfg = TrainConfig {
+        max_epochs: 2,
+        validate_streams: true,
+        ..small_config(small_net(&features), window_frames)
+    };
+    let outcome = train::train(&cfg, &features, &train_set, &val_set, |_, _| {}).expect("training");
+    for epoch in &outcome.history {
+        let names: Vec<&str> = epoch
+            .val_ua_per_corpus
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect();
+        assert_eq!(names, ["synthetic", "synthetic stream"]);
+        let mean = epoch.val_ua_per_corpus.iter().map(|p| p.1).sum::<f32>() / 2.0;
+        assert!((epoch.val_ua - mean).abs() < 1e-6, "{epoch:?}");
+    }
+
+    let mut window_mean = features.clone();
+    window_mean.normalization = WindowNormalization::SubtractMean;
+    train::fit_normalisation(&mut window_mean, &train_set, window_frames, 1.0);
+    let outcome =
+        train::train(&cfg, &window_mean, &train_set, &val_set, |_, _| {}).expect("training");
+    assert_eq!(outcome.history[0].val_ua_per_corpus.len(), 1);
+}
