@@ -191,8 +191,8 @@ struct Recipe {
     /// How the network pools its last block over time.
     #[arg(long, value_enum, default_value_t = DEFAULTS.pooling.into())]
     pooling: PoolingArg,
-    /// Append pitch and harmonicity rows (subharmonic summation) to every frame.
-    #[arg(long)]
+    /// Pitch and harmonicity rows (subharmonic summation) on every frame.
+    #[arg(long, value_name = "BOOL", default_value_t = DEFAULTS.append_pitch, action = clap::ArgAction::Set)]
     pitch: bool,
     /// Lower edge of the mel filterbank in Hz (e.g. 300 for a telephone-band model).
     #[arg(long)]
