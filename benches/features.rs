@@ -26,6 +26,12 @@ fn bench_features(c: &mut Criterion) {
     let audio = noise(10 * 16000);
     let mut group = c.benchmark_group("frame_stream_10s_16k");
     group.throughput(Throughput::Elements(audio.len() as u64));
+    let shipped = FeatureConfig {
+        win_length: 512,
+        hop_length: 320,
+        append_rms: true,
+        ..FeatureConfig::default()
+    };
     let configs = [
         ("log_mel64", FeatureConfig::default()),
         (
@@ -39,23 +45,12 @@ fn bench_features(c: &mut Criterion) {
             },
         ),
         // The shipped model's front end, and the same with the pitch rows.
-        (
-            "log_mel64_rms_20ms",
-            FeatureConfig {
-                win_length: 512,
-                hop_length: 320,
-                append_rms: true,
-                ..FeatureConfig::default()
-            },
-        ),
+        ("log_mel64_rms_20ms", shipped.clone()),
         (
             "log_mel64_rms_pitch_20ms",
             FeatureConfig {
-                win_length: 512,
-                hop_length: 320,
-                append_rms: true,
                 append_pitch: true,
-                ..FeatureConfig::default()
+                ..shipped
             },
         ),
     ];

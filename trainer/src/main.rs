@@ -106,46 +106,6 @@ impl From<Normalization> for WindowNormalization {
     }
 }
 
-/// `--pooling` (mirrors `net::Pooling`, which stays free of clap).
-#[derive(Clone, Copy, ValueEnum)]
-enum PoolingArg {
-    /// Each channel's mean over time.
-    Mean,
-    /// Each channel's mean and standard deviation over time.
-    MeanStd,
-    /// Mean and standard deviation weighted by a learnt per-frame attention.
-    Attentive,
-}
-
-impl From<Pooling> for PoolingArg {
-    fn from(p: Pooling) -> Self {
-        match p {
-            Pooling::Mean => PoolingArg::Mean,
-            Pooling::MeanStd => PoolingArg::MeanStd,
-            Pooling::Attentive => PoolingArg::Attentive,
-        }
-    }
-}
-
-impl From<PoolingArg> for Pooling {
-    fn from(p: PoolingArg) -> Self {
-        match p {
-            PoolingArg::Mean => Pooling::Mean,
-            PoolingArg::MeanStd => Pooling::MeanStd,
-            PoolingArg::Attentive => Pooling::Attentive,
-        }
-    }
-}
-
-impl std::fmt::Display for PoolingArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.to_possible_value() {
-            Some(v) => f.write_str(v.get_name()),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The recipe's defaults, written once (in `TrainOptions::default`).
 static DEFAULTS: std::sync::LazyLock<TrainOptions> =
     std::sync::LazyLock::new(TrainOptions::default);
@@ -189,8 +149,8 @@ struct Recipe {
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_CHANNELS.as_str())]
     channels: Vec<usize>,
     /// How the network pools its last block over time.
-    #[arg(long, value_enum, default_value_t = DEFAULTS.pooling.into())]
-    pooling: PoolingArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.pooling)]
+    pooling: Pooling,
     /// Pitch and harmonicity rows (subharmonic summation) on every frame.
     #[arg(long, value_name = "BOOL", default_value_t = DEFAULTS.append_pitch, action = clap::ArgAction::Set)]
     pitch: bool,
@@ -246,7 +206,7 @@ impl Recipe {
             learning_rate: self.learning_rate,
             window_seconds: self.window_seconds,
             channels: self.channels.clone(),
-            pooling: self.pooling.into(),
+            pooling: self.pooling,
             fmin: self.fmin,
             fmax: self.fmax,
             weight_average_decay: self.weight_average,

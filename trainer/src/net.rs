@@ -20,8 +20,9 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-/// How the last block's frames become one vector per window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How the last block's frames become one vector per window (also the
+/// trainer's `--pooling` values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pooling {
     /// Each channel's mean over time.
@@ -33,6 +34,17 @@ pub enum Pooling {
     /// Mean and standard deviation weighted by a learnt per-frame attention
     /// (Okabe et al. 2018), so frames that carry the emotion count most.
     Attentive,
+}
+
+/// The `--pooling` value (clap shows the default with it).
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Pooling {
