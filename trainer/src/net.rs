@@ -48,6 +48,14 @@ impl std::fmt::Display for Pooling {
 }
 
 impl Pooling {
+    /// Values per window the classifier gets from `channels` pooled channels.
+    fn width(self, channels: usize) -> usize {
+        match self {
+            Pooling::Mean => channels,
+            Pooling::MeanStd | Pooling::Attentive => 2 * channels,
+        }
+    }
+
     /// As reports name it.
     pub fn describe(self) -> &'static str {
         match self {
@@ -103,15 +111,10 @@ impl NetConfig {
             }
             c_in = c_out;
         }
-        let pooled = match self.pooling {
-            Pooling::Mean => c_in,
-            Pooling::MeanStd => 2 * c_in,
-            Pooling::Attentive => {
-                total += (c_in * ATTENTION_HIDDEN + ATTENTION_HIDDEN + 2 * c_in) * frames;
-                2 * c_in
-            }
-        };
-        total + pooled * self.n_labels
+        if self.pooling == Pooling::Attentive {
+            total += (c_in * ATTENTION_HIDDEN + ATTENTION_HIDDEN + 2 * c_in) * frames;
+        }
+        total + self.pooling.width(c_in) * self.n_labels
     }
 
     pub fn init(&self, device: &Device) -> EmotionCnn {
@@ -136,11 +139,6 @@ impl NetConfig {
             hidden: Conv2dConfig::new([c_in, ATTENTION_HIDDEN], [1, 1]).init(device),
             score: Conv2dConfig::new([ATTENTION_HIDDEN, 1], [1, 1]).init(device),
         });
-        let pooled = if self.pooling == Pooling::Mean {
-            c_in
-        } else {
-            2 * c_in
-        };
         EmotionCnn {
             blocks,
             pool: MaxPool2dConfig::new([1, 2]).init(),
@@ -148,7 +146,7 @@ impl NetConfig {
             pooling: self.pooling,
             attention,
             dropout: DropoutConfig::new(self.dropout).init(),
-            head: LinearConfig::new(pooled, self.n_labels).init(device),
+            head: LinearConfig::new(self.pooling.width(c_in), self.n_labels).init(device),
         }
     }
 }
