@@ -330,8 +330,6 @@ pub struct SpeechDetector {
     levels: VecDeque<f32>,
     first: u64,
     scratch: Vec<f32>,
-    /// For [`Self::count`], which needs no mask of its own.
-    mask: Vec<bool>,
 }
 
 impl SpeechDetector {
@@ -343,7 +341,6 @@ impl SpeechDetector {
             levels: VecDeque::new(),
             first: 0,
             scratch: Vec::new(),
-            mask: Vec::new(),
         })
     }
 
@@ -364,15 +361,8 @@ impl SpeechDetector {
         self.levels.get(i).copied()
     }
 
-    /// Speech frames among frames `start..start + n` (all must have been pushed).
-    pub fn count(&mut self, start: u64, n: usize) -> usize {
-        let mut mask = std::mem::take(&mut self.mask);
-        let count = self.mark(start, n, &mut mask);
-        self.mask = mask;
-        count
-    }
-
-    /// [`Self::count`], also marking which of the `n` frames are speech.
+    /// Speech frames among frames `start..start + n` (all must have been
+    /// pushed), marking in `mask` which of the `n` frames are speech.
     pub fn mark(&mut self, start: u64, n: usize, mask: &mut Vec<bool>) -> usize {
         let Some(offset) = start.checked_sub(self.first) else {
             mask.clear();
@@ -670,8 +660,9 @@ mod tests {
         let mask = speech_mask(&cfg, &levels, -55.0, 1);
         // The clip mask judges each frame with the history before it and itself.
         let mut det_mask = Vec::new();
+        let mut one = Vec::new();
         for t in 0..det.frames() {
-            det_mask.push(det.count(t, 1) == 1);
+            det_mask.push(det.mark(t, 1, &mut one) == 1);
         }
         assert_eq!(mask.len() as u64, det.frames());
         assert_eq!(det_mask, mask);
@@ -682,7 +673,11 @@ mod tests {
         for start in (0..levels.len()).step_by(50) {
             let n = 200.min(levels.len() - start);
             let clip = window_speech_frames(&levels, start, n, history, -55.0, &mut scratch);
-            assert_eq!(clip, det.count(start as u64, n), "window at {start}");
+            assert_eq!(
+                clip,
+                det.mark(start as u64, n, &mut one),
+                "window at {start}"
+            );
             some_speech |= clip > 0;
         }
         assert!(some_speech);
