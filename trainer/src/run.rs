@@ -119,9 +119,7 @@ impl Default for TrainOptions {
             ensemble: 1,
             validate_telephone: false,
             varied_phone_lines: false,
-            // +1.3 points clean and +1.2 on the phone on the mean of the four
-            // target corpora, 4-fold by speaker (models/EXPERIMENTS.md).
-            append_pitch: true,
+            append_pitch: feature_config().append_pitch,
             validate_streams: false,
             val_into_train: Vec::new(),
             test_fraction: 0.15,
