@@ -504,6 +504,7 @@ fn corpus_note(corpus: &str) -> String {
 /// The Markdown table: one row per protocol, recipe and corpus.
 pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64) -> String {
     let t = &o.train;
+    let front = t.feature_config(t.normalization);
     let mut s = String::new();
     let _ = writeln!(s, "# Cross-validation by speaker\n");
     let _ = writeln!(
@@ -524,7 +525,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
          validation through the phone too: {}, on speaker streams too: {}, training lines {}; \
-         pitch rows: {}; convolution widths {:?}, {} pooling over time. {:.0} s in all.\n",
+         mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {:?}, {} pooling over \
+         time. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
@@ -536,6 +538,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         } else {
             "mu-law 300-3400 Hz"
         },
+        front.fmin,
+        front.fmax,
         t.append_pitch,
         t.channels,
         t.pooling.describe(),
@@ -580,6 +584,7 @@ fn write_outputs(
     seconds: f64,
 ) -> Result<()> {
     let summary = summarize(results);
+    let front = o.train.feature_config(o.train.normalization);
     let command: Vec<String> = std::env::args().collect();
     let value = json!({
         "command": command.join(" "),
@@ -591,6 +596,7 @@ fn write_outputs(
         "pooling": o.train.pooling,
         "varied_phone_lines": o.train.varied_phone_lines,
         "append_pitch": o.train.append_pitch,
+        "mel_band_hz": [front.fmin, front.fmax],
         "validate_streams": o.train.validate_streams,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,
         "seconds": seconds.round(),
