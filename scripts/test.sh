@@ -15,10 +15,10 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "clippy (core, plugin, examples, tests, benches)"
-cargo clippy -p seremotion-core -p gst-plugin-seremotion --all-targets -- -D warnings
+cargo clippy -p seremotion-core -p gst-plugin-seremotion --features seremotion-core/plot --all-targets -- -D warnings
 
 step "core and plugin tests"
-cargo test -p seremotion-core -p gst-plugin-seremotion
+cargo test -p seremotion-core -p gst-plugin-seremotion --features seremotion-core/plot
 
 step "seremotion-analyze: clippy and tests"
 cargo clippy -p seremotion-analyze --all-targets -- -D warnings

@@ -1,7 +1,5 @@
 //! A call's timeline of emotion per channel, drawn as SVG with plotters.
 
-use std::sync::OnceLock;
-
 use anyhow::{Result, anyhow};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -36,24 +34,6 @@ pub fn channel_name(channel: i32, customer_channel: i32) -> String {
     }
 }
 
-/// Fonts are compiled in: laying out the labels needs no system font or fontconfig.
-fn register_font() -> Result<()> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = REGISTERED.get_or_init(|| {
-        plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::UBUNTU_LIGHT,
-        )
-        .is_ok()
-    });
-    if *ok {
-        Ok(())
-    } else {
-        Err(anyhow!("the embedded plot font could not be parsed"))
-    }
-}
-
 /// Runs of one emotion on one channel: each window stands for the time until
 /// the next window starts (windows overlap), the last one until its end.
 fn segments<'a>(windows: impl Iterator<Item = &'a Window>) -> Vec<(f64, f64, &'a str)> {
@@ -78,7 +58,7 @@ fn clock(seconds: f64) -> String {
 
 /// The SVG of `result`'s timeline: one row per channel, top to bottom in channel order.
 pub fn timeline_svg(result: &FileResult, customer_channel: i32) -> Result<String> {
-    register_font()?;
+    seremotion_core::plot::register_font()?;
     let channels: Vec<i32> = result.channels.iter().map(|c| c.channel).collect();
     let rows = channels.len().max(1) as i32;
     let end = result

@@ -8,5 +8,7 @@
 pub mod analysis;
 pub mod features;
 pub mod model;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod resample;
 pub mod speech;

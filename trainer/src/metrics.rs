@@ -7,11 +7,11 @@
 
 use std::error::Error;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use seremotion_core::plot::register_font;
 
 /// The fields every metrics object carries in the evaluation JSON (the names
 /// the issue and the report use).
@@ -103,24 +103,6 @@ impl Metrics {
 // ---------------------------------------------------------------------------
 // Plot
 
-/// Fonts are compiled in, so plotting needs no system font or fontconfig.
-fn register_fonts() -> Result<(), String> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = REGISTERED.get_or_init(|| {
-        plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::UBUNTU_LIGHT,
-        )
-        .is_ok()
-    });
-    if *ok {
-        Ok(())
-    } else {
-        Err("the embedded plot font could not be parsed".into())
-    }
-}
-
 const CELL: i32 = 110;
 const LEFT: i32 = 120;
 const TOP: i32 = 90;
@@ -149,7 +131,7 @@ pub fn plot_confusion(
         )
         .into());
     }
-    register_fonts()?;
+    register_font()?;
     let root = BitMapBackend::new(path, plot_size(labels.len())).into_drawing_area();
     draw_confusion(&root, labels, confusion, title)
         .and_then(|()| root.present())
@@ -322,7 +304,7 @@ mod tests {
             vec![0, 0, 0, 0],
             vec![2, 2, 2, 2],
         ];
-        register_fonts().unwrap();
+        register_font().unwrap();
         let (w, h) = plot_size(4);
         let mut buf = vec![0u8; (w * h * 3) as usize];
         {
