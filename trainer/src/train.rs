@@ -39,7 +39,8 @@ use crate::net::{EmotionCnn, NetConfig};
 /// The front end the model is trained with (and that travels in it): 64
 /// log-mel bands, frame energy, pitch and harmonicity every 20 ms (the pitch
 /// rows: +1.3 points clean and +1.2 on the phone on the mean of the four
-/// target corpora, 4-fold by speaker, models/EXPERIMENTS.md), per-window mean removal so
+/// target corpora, 4-fold by speaker with seed 7, less than a second seed
+/// moves the same recipe; models/EXPERIMENTS.md), per-window mean removal so
 /// gain and fixed channel colouring (corpus fingerprints, phone lines) do not
 /// reach the network. 20 ms frames halve the element's feature and network
 /// cost against 10 ms with no loss for emotion cues, which live in 100 ms+
