@@ -22,12 +22,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
-use seremotion_core::features::WindowNormalization;
+use seremotion_core::features::{FeatureConfig, WindowNormalization};
 
 use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
+use crate::net::{Classifier, Ensemble};
 use crate::run::{self, TrainOptions};
-use crate::train::{self, ClipFeatures};
+use crate::train::{self, ClipFeatures, TrainConfig, TrainOutcome};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -206,8 +207,10 @@ pub struct FoldResult {
     pub train_clips: usize,
     pub val_clips: usize,
     pub test_voices: Vec<Voice>,
-    pub best_epoch: usize,
-    pub best_val_ua: f32,
+    /// Best epoch and validation UA of each network in the row (one, or an
+    /// ensemble's members).
+    pub best_epoch: Vec<usize>,
+    pub best_val_ua: Vec<f32>,
     pub seconds: f64,
     pub per_corpus: BTreeMap<String, CorpusScore>,
 }
@@ -305,21 +308,24 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
                 p.val.len(),
                 p.test.len()
             );
-            let r = run_partition(o, &clips, &set, p, norm, window_frames, hop_frames)?;
-            eprintln!(
-                "   {} in {:.0} s",
-                r.per_corpus
-                    .iter()
-                    .map(|(c, s)| format!(
-                        "{c} {:.1}/{:.1}",
-                        100.0 * s.clean_ua,
-                        100.0 * s.phone_ua
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                t0.elapsed().as_secs_f64()
-            );
-            results.push(r);
+            let rows = run_partition(o, &clips, &set, p, norm, window_frames, hop_frames)?;
+            for r in &rows {
+                eprintln!(
+                    "   {}: {} in {:.0} s",
+                    r.recipe,
+                    r.per_corpus
+                        .iter()
+                        .map(|(c, s)| format!(
+                            "{c} {:.1}/{:.1}",
+                            100.0 * s.clean_ua,
+                            100.0 * s.phone_ua
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            results.extend(rows);
             write_outputs(o, &clips, &results, started.elapsed().as_secs_f64())?;
         }
     }
@@ -330,6 +336,9 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     Ok(())
 }
 
+/// Trains the recipe's networks on one partition and scores its test
+/// speakers: one row, or with `--ensemble N` one row per member and per
+/// ensemble of the first 2..=N members.
 fn run_partition(
     o: &CvOptions,
     clips: &[Clip],
@@ -338,7 +347,7 @@ fn run_partition(
     norm: WindowNormalization,
     window_frames: usize,
     hop_frames: usize,
-) -> Result<FoldResult> {
+) -> Result<Vec<FoldResult>> {
     let t = &o.train;
     let pick = |v: &[ClipFeatures], idx: &[usize]| -> Vec<ClipFeatures> {
         idx.iter().map(|&i| v[i].clone()).collect()
@@ -369,75 +378,148 @@ fn run_partition(
         hop_frames,
     );
     let t0 = Instant::now();
-    let outcome = train::train(&cfg, &features, &train_set, &val_set, |log, max| {
-        eprintln!(
-            "   epoch {:>3}/{max}  loss {:.4}  val UA {:.3}  {:.0} s",
-            log.epoch, log.loss, log.val_ua, log.seconds
-        );
-    })?;
+    let mut members = Vec::with_capacity(t.ensemble);
+    for k in 0..t.ensemble {
+        let seed = run::member_seed(t.seed, k);
+        if t.ensemble > 1 {
+            eprintln!("   member {}/{} (seed {seed})", k + 1, t.ensemble);
+        }
+        let member_cfg = TrainConfig {
+            seed,
+            ..cfg.clone()
+        };
+        let outcome = train::train(&member_cfg, &features, &train_set, &val_set, |log, max| {
+            eprintln!(
+                "   epoch {:>3}/{max}  loss {:.4}  val UA {:.3}  {:.0} s",
+                log.epoch, log.loss, log.val_ua, log.seconds
+            );
+        })?;
+        members.push(outcome);
+    }
 
-    let mut per_corpus = BTreeMap::new();
     // Manifest order: the order `--streams speaker` plays a speaker's clips in.
     let mut test = p.test.clone();
     test.sort_unstable();
     let test_clean = pick(&set.clean, &test);
     let test_phone = pick(&set.phone, &test);
-    let n_labels = LABELS.len();
-    let predict = |v: &[ClipFeatures], voice_streams: bool| {
-        train::predict_clips(
-            &outcome.model,
-            &features,
-            v,
-            window_frames,
-            hop_frames,
-            n_labels,
-            voice_streams,
-        )
+    let test_set = TestSet {
+        clips,
+        test: &test,
+        clean: &test_clean,
+        phone: &test_phone,
+        features: &features,
+        window_frames,
+        hop_frames,
     };
-    let (pred_clean, pred_phone) = (predict(&test_clean, false), predict(&test_phone, false));
-    let (stream_clean, stream_phone) = (predict(&test_clean, true), predict(&test_phone, true));
-    let corpora: BTreeSet<&str> = test.iter().map(|&i| clips[i].corpus.as_str()).collect();
-    for corpus in corpora {
-        let idx: Vec<usize> = (0..test.len())
-            .filter(|&j| test_clean[j].corpus == corpus && test_clean[j].scored)
-            .collect();
-        if idx.is_empty() {
-            continue;
-        }
-        let truth: Vec<usize> = idx.iter().map(|&j| test_clean[j].label).collect();
-        let ua = |pred: &[usize]| {
-            let pred: Vec<usize> = idx.iter().map(|&j| pred[j]).collect();
-            Metrics::from_predictions(n_labels, &truth, &pred).unweighted_accuracy
-        };
-        let speakers: BTreeSet<&str> = idx
-            .iter()
-            .map(|&j| test_clean[j].speaker.as_str())
-            .collect();
-        per_corpus.insert(
-            corpus.to_string(),
-            CorpusScore {
-                clips: idx.len(),
-                speakers: speakers.len(),
-                clean_ua: ua(&pred_clean),
-                phone_ua: ua(&pred_phone),
-                stream_clean_ua: ua(&stream_clean),
-                stream_phone_ua: ua(&stream_phone),
-            },
-        );
-    }
-    let test_voices: BTreeSet<Voice> = p.test.iter().map(|&i| voice(&clips[i])).collect();
-    Ok(FoldResult {
-        recipe: recipe_name(norm).to_string(),
+    let test_voices: Vec<Voice> = p
+        .test
+        .iter()
+        .map(|&i| voice(&clips[i]))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let result = |recipe: String, of: &[TrainOutcome], per_corpus| FoldResult {
+        recipe,
         protocol: p.protocol.to_string(),
         fold: p.name.clone(),
         train_clips: p.train.len(),
         val_clips: p.val.len(),
-        test_voices: test_voices.into_iter().collect(),
-        best_epoch: outcome.best_epoch,
-        best_val_ua: outcome.best_val_ua,
+        test_voices: test_voices.clone(),
+        best_epoch: of.iter().map(|m| m.best_epoch).collect(),
+        best_val_ua: of.iter().map(|m| m.best_val_ua).collect(),
         seconds: t0.elapsed().as_secs_f64().round(),
         per_corpus,
-    })
+    };
+    let recipe = recipe_name(norm);
+    let mut results = Vec::new();
+    if let [single] = members.as_slice() {
+        let per_corpus = test_set.score(&single.model);
+        results.push(result(recipe.to_string(), &members, per_corpus));
+        return Ok(results);
+    }
+    // Each member alone (member 1 is the network a one-member run trains),
+    // then the ensembles of the first 2, 3, ... members, so one run tells how
+    // much seeds scatter on the same folds and what averaging them gains.
+    for (k, m) in members.iter().enumerate() {
+        let per_corpus = test_set.score(&m.model);
+        let name = format!("{recipe}, member {}", k + 1);
+        results.push(result(name, std::slice::from_ref(m), per_corpus));
+    }
+    for n in 2..=members.len() {
+        let ensemble = Ensemble::new(members[..n].iter().map(|m| m.model.clone()).collect());
+        let per_corpus = test_set.score(&ensemble);
+        let name = format!("{recipe}, ensemble of {n}");
+        results.push(result(name, &members[..n], per_corpus));
+    }
+    Ok(results)
+}
+
+/// A partition's test clips, sorted into manifest order (the order `--streams
+/// speaker` plays a speaker's clips in), clean and through the phone.
+struct TestSet<'a> {
+    clips: &'a [Clip],
+    test: &'a [usize],
+    clean: &'a [ClipFeatures],
+    phone: &'a [ClipFeatures],
+    features: &'a FeatureConfig,
+    window_frames: usize,
+    hop_frames: usize,
+}
+
+impl TestSet<'_> {
+    /// UA per corpus of the scored clips: clean and phone, clip by clip and
+    /// as speaker streams.
+    fn score(&self, model: &impl Classifier) -> BTreeMap<String, CorpusScore> {
+        let n_labels = LABELS.len();
+        let predict = |v: &[ClipFeatures], voice_streams: bool| {
+            train::predict_clips(
+                model,
+                self.features,
+                v,
+                self.window_frames,
+                self.hop_frames,
+                n_labels,
+                voice_streams,
+            )
+        };
+        let (clean, phone) = (predict(self.clean, false), predict(self.phone, false));
+        let (stream_clean, stream_phone) = (predict(self.clean, true), predict(self.phone, true));
+        let mut per_corpus = BTreeMap::new();
+        let corpora: BTreeSet<&str> = self
+            .test
+            .iter()
+            .map(|&i| self.clips[i].corpus.as_str())
+            .collect();
+        for corpus in corpora {
+            let idx: Vec<usize> = (0..self.test.len())
+                .filter(|&j| self.clean[j].corpus == corpus && self.clean[j].scored)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let truth: Vec<usize> = idx.iter().map(|&j| self.clean[j].label).collect();
+            let ua = |pred: &[usize]| {
+                let pred: Vec<usize> = idx.iter().map(|&j| pred[j]).collect();
+                Metrics::from_predictions(n_labels, &truth, &pred).unweighted_accuracy
+            };
+            let speakers: BTreeSet<&str> = idx
+                .iter()
+                .map(|&j| self.clean[j].speaker.as_str())
+                .collect();
+            per_corpus.insert(
+                corpus.to_string(),
+                CorpusScore {
+                    clips: idx.len(),
+                    speakers: speakers.len(),
+                    clean_ua: ua(&clean),
+                    phone_ua: ua(&phone),
+                    stream_clean_ua: ua(&stream_clean),
+                    stream_phone_ua: ua(&stream_phone),
+                },
+            );
+        }
+        per_corpus
+    }
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -526,7 +608,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
          validation through the phone too: {}, on speaker streams too: {}, training lines {}; \
          mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {:?}, {} pooling over \
-         time. {:.0} s in all.\n",
+         time; {} network(s) a partition{}. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
@@ -543,6 +625,13 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         t.append_pitch,
         t.channels,
         t.pooling.describe(),
+        t.ensemble,
+        if t.ensemble > 1 {
+            " (each from its own seed on the same folds and augmented features; the \
+             ensemble rows average the first members' logits, as the exported graph does)"
+        } else {
+            ""
+        },
         seconds
     );
     let _ = writeln!(
@@ -596,6 +685,7 @@ fn write_outputs(
         "pooling": o.train.pooling,
         "varied_phone_lines": o.train.varied_phone_lines,
         "append_pitch": o.train.append_pitch,
+        "ensemble": o.train.ensemble,
         "mel_band_hz": [front.fmin, front.fmax],
         "validate_streams": o.train.validate_streams,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,

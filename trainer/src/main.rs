@@ -272,6 +272,10 @@ struct CvArgs {
     /// Fraction of each corpus's training speakers used for validation.
     #[arg(long, default_value_t = 0.15)]
     val_fraction: f64,
+    /// Train N networks a partition from different seeds and score each, and
+    /// the ensembles of the first 2..=N, on the same test speakers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    ensemble: u64,
 }
 
 #[derive(Args)]
@@ -323,7 +327,10 @@ fn real_main() -> Result<()> {
             run::train_command(&o)
         }
         Command::Cv(a) => cv::cv_command(&CvOptions {
-            train: a.recipe.options()?,
+            train: TrainOptions {
+                ensemble: a.ensemble as usize,
+                ..a.recipe.options()?
+            },
             folds: a.folds,
             max_folds: a.max_folds,
             leave_one_corpus_out: a.leave_one_corpus_out,

@@ -227,6 +227,24 @@ impl EmotionCnn {
     }
 }
 
+/// Something that maps feature windows `[batch, n_features, n_frames]` to
+/// logits `[batch, n_labels]`: one network or an ensemble, scored alike.
+pub trait Classifier: Module {
+    fn logits(&self, features: Tensor<3>) -> Tensor<2>;
+}
+
+impl Classifier for EmotionCnn {
+    fn logits(&self, features: Tensor<3>) -> Tensor<2> {
+        self.forward(features)
+    }
+}
+
+impl Classifier for Ensemble {
+    fn logits(&self, features: Tensor<3>) -> Tensor<2> {
+        self.forward(features)
+    }
+}
+
 /// Networks trained alike from different seeds, exported as one graph whose
 /// logits are the members' mean: its softmax is the normalised geometric mean
 /// of the members' probabilities. Averaging members that each overfit their

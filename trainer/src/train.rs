@@ -34,7 +34,7 @@ use seremotion_core::model;
 use seremotion_core::speech;
 
 use crate::metrics::Metrics;
-use crate::net::{EmotionCnn, NetConfig};
+use crate::net::{Classifier, EmotionCnn, NetConfig};
 
 /// The front end the model is trained with (and that travels in it): 64
 /// log-mel bands, frame energy, pitch and harmonicity every 20 ms (the pitch
@@ -441,7 +441,7 @@ impl VoiceHistory {
 /// one stream, so the voice baseline carries from clip to clip (as `eval
 /// --streams speaker` plays them); otherwise every clip is a stream of its own.
 pub fn predict_clips(
-    model: &EmotionCnn,
+    model: &impl Classifier,
     cfg: &FeatureConfig,
     clips: &[ClipFeatures],
     window: usize,
@@ -466,7 +466,7 @@ pub fn predict_clips(
 /// `mean-scores`), `None` for a clip without a speech window; the scores
 /// behind [`predict_clips`].
 pub fn clip_scores(
-    model: &EmotionCnn,
+    model: &impl Classifier,
     cfg: &FeatureConfig,
     clips: &[ClipFeatures],
     window: usize,
@@ -549,7 +549,7 @@ pub fn clip_scores(
                 &device,
             );
             let logits: Vec<f32> = model
-                .forward(x)
+                .logits(x)
                 .into_data()
                 .try_into_vec::<f32>()
                 .unwrap_or_default();

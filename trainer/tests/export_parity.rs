@@ -212,9 +212,10 @@ fn burst_clips() -> Vec<Vec<f32>> {
 /// Scores [`burst_clips`] clip by clip with the trainer (`clip_scores`,
 /// burn) and with the element's path (`classify_clip`, ONNX Runtime), checks
 /// they agree within 1e-4, and returns the clips' features and the trainer's
-/// scores.
+/// scores. `network` is one network or an ensemble; its exported graph is
+/// what the element runs.
 fn assert_clip_parity(
-    network: &EmotionCnn,
+    network: &Ensemble,
     features: &seremotion_core::features::FeatureConfig,
 ) -> (
     Vec<seremotion_trainer::train::ClipFeatures>,
@@ -228,12 +229,8 @@ fn assert_clip_parity(
 
     let window_frames = 99;
     let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
-    let graph = export::export_graph(
-        &Ensemble::new(vec![network.clone()]),
-        features.n_features(),
-        window_frames,
-    )
-    .expect("export");
+    let graph =
+        export::export_graph(network, features.n_features(), window_frames).expect("export");
     let model = Model::from_bytes(
         &embed_metadata(&graph, &metadata(features.clone())),
         "clip parity",
@@ -302,7 +299,8 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
     // Unit-scale inputs, or the untrained network gives one answer to all.
     features.mean = vec![0.0; features.n_features()];
     features.std = vec![5.0; features.n_features()];
-    let (clip_features, trainer) = assert_clip_parity(&network, &features);
+    let (clip_features, trainer) =
+        assert_clip_parity(&Ensemble::new(vec![network.clone()]), &features);
     let window_frames = 99;
     let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
 
@@ -353,7 +351,7 @@ fn trainer_predictions_are_the_elements_with_pitch_rows_and_statistics_pooling()
         }
         .init(&device)
         .valid();
-        let (clips, trainer) = assert_clip_parity(&network, &features);
+        let (clips, trainer) = assert_clip_parity(&Ensemble::new(vec![network]), &features);
         // The pitch rows really vary over these clips (120 to 930 Hz bursts).
         let pitch_row = nf - 2;
         let pitches: Vec<f32> = clips
@@ -373,4 +371,32 @@ fn trainer_predictions_are_the_elements_with_pitch_rows_and_statistics_pooling()
         );
         assert!(trainer.iter().flatten().count() >= 8);
     }
+}
+
+/// `cv --ensemble` scores an ensemble with the trainer's `clip_scores`: those
+/// scores are the exported ensemble's in the element, and differ from each
+/// member's.
+#[test]
+fn trainer_scores_an_ensemble_as_the_element_runs_its_export() {
+    use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
+    use seremotion_trainer::train::clip_scores;
+
+    let mut features = feature_config();
+    features.mean = vec![0.0; features.n_features()];
+    features.std = vec![5.0; features.n_features()];
+    let (a, b) = (small_network(31), small_network(32));
+    let (clips, together) =
+        assert_clip_parity(&Ensemble::new(vec![a.clone(), b.clone()]), &features);
+    let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
+    let alone = clip_scores(&a, &features, &clips, 99, hop_frames, 4, false);
+    let largest_gap = together
+        .iter()
+        .zip(&alone)
+        .filter_map(|(x, y)| Some((x.as_ref()?, y.as_ref()?)))
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        largest_gap > 1e-3,
+        "the ensemble scores as its first member"
+    );
 }
