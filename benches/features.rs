@@ -26,12 +26,7 @@ fn bench_features(c: &mut Criterion) {
     let audio = noise(10 * 16000);
     let mut group = c.benchmark_group("frame_stream_10s_16k");
     group.throughput(Throughput::Elements(audio.len() as u64));
-    let shipped = FeatureConfig {
-        win_length: 512,
-        hop_length: 320,
-        append_rms: true,
-        ..FeatureConfig::default()
-    };
+    let shipped = FeatureConfig::default_model();
     let configs = [
         ("log_mel64", FeatureConfig::default()),
         (
@@ -44,15 +39,15 @@ fn bench_features(c: &mut Criterion) {
                 ..FeatureConfig::default()
             },
         ),
-        // The shipped model's front end, and the same with the pitch rows.
-        ("log_mel64_rms_20ms", shipped.clone()),
+        // The shipped model's front end, and the same without the pitch rows.
         (
-            "log_mel64_rms_pitch_20ms",
+            "log_mel64_rms_20ms",
             FeatureConfig {
-                append_pitch: true,
-                ..shipped
+                append_pitch: false,
+                ..shipped.clone()
             },
         ),
+        ("log_mel64_rms_pitch_20ms", shipped),
     ];
     for (name, cfg) in configs {
         let mut stream = FrameStream::new(&cfg).expect("valid config");

@@ -32,14 +32,8 @@ fuzz_target!(|input: Input| {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    // The shipped model's front end: 20 ms hop, RMS, pitch and harmonicity.
-    let cfg = FeatureConfig {
-        win_length: 512,
-        hop_length: 320,
-        append_rms: true,
-        append_pitch: true,
-        ..FeatureConfig::default()
-    };
+    // The default model's front end, as the element runs it.
+    let cfg = FeatureConfig::default_model();
     let from_hz = RATES[usize::from(input.rate) % RATES.len()];
     // Built once per rate and reset per input, as the element does after a
     // flush: building FFT plans each time would leave little time to fuzz.

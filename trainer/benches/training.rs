@@ -3,8 +3,9 @@
 //! average), on synthetic clips. `cargo bench -p seremotion-trainer`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::net::NetConfig;
-use seremotion_trainer::train::{self, TrainConfig, feature_config};
+use seremotion_trainer::train::{self, TrainConfig};
 
 #[path = "../tests/support/synthetic.rs"]
 mod synthetic;
@@ -13,8 +14,8 @@ const WINDOWS_PER_EPOCH: usize = 320;
 
 fn bench_training(c: &mut Criterion) {
     let window_frames = 50; // synthetic clips are 1.2 s
-    let train_set = synthetic::clips(&feature_config(), 0..8, window_frames);
-    let val_set = synthetic::clips(&feature_config(), 8..9, window_frames);
+    let train_set = synthetic::clips(&FeatureConfig::default_model(), 0..8, window_frames);
+    let val_set = synthetic::clips(&FeatureConfig::default_model(), 8..9, window_frames);
     let features = synthetic::normalised_features(&train_set, window_frames);
     let cfg = TrainConfig {
         max_epochs: 1,

@@ -18,7 +18,7 @@ use seremotion_core::model::writer::embed_metadata;
 use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use crate::split::{self, SplitConfig};
-use crate::train::{self, ClipFeatures, TrainConfig, Utterance, feature_config};
+use crate::train::{self, ClipFeatures, TrainConfig, Utterance};
 use crate::{augment, eval, export};
 
 /// What the shipped model's training data allows.
@@ -119,11 +119,11 @@ impl Default for TrainOptions {
             ensemble: 1,
             validate_telephone: false,
             varied_phone_lines: false,
-            append_pitch: feature_config().append_pitch,
+            append_pitch: FeatureConfig::default_model().append_pitch,
             validate_streams: false,
             val_into_train: Vec::new(),
             test_fraction: 0.15,
-            normalization: feature_config().normalization,
+            normalization: FeatureConfig::default_model().normalization,
             stream_prior_seconds: 4.0,
             evaluate: true,
         }
@@ -134,7 +134,7 @@ impl TrainOptions {
     /// The recipe's front end with these options' band edges and rows, and
     /// `normalization` (not yet fitted: no statistics, no prior).
     pub fn feature_config(&self, normalization: WindowNormalization) -> FeatureConfig {
-        let base = feature_config();
+        let base = FeatureConfig::default_model();
         FeatureConfig {
             fmin: self.fmin.unwrap_or(base.fmin),
             fmax: self.fmax.unwrap_or(base.fmax),

@@ -27,45 +27,12 @@ use serde::Serialize;
 use seremotion_core::analysis::{
     self, DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
 };
-use seremotion_core::features::{
-    self, FeatureConfig, FeatureKind, StreamBaseline, WindowNormalization,
-};
+use seremotion_core::features::{self, FeatureConfig, StreamBaseline, WindowNormalization};
 use seremotion_core::model;
 use seremotion_core::speech;
 
 use crate::metrics::Metrics;
 use crate::net::{Classifier, EmotionCnn, NetConfig};
-
-/// The front end the model is trained with (and that travels in it): 64
-/// log-mel bands, frame energy, pitch and harmonicity every 20 ms (the pitch
-/// rows: +1.3 points clean and +1.2 on the phone on the mean of the four
-/// target corpora, 4-fold by speaker with seed 7, less than a second seed
-/// moves the same recipe; models/EXPERIMENTS.md), per-window mean removal so
-/// gain and fixed channel colouring (corpus fingerprints, phone lines) do not
-/// reach the network. 20 ms frames halve the element's feature and network
-/// cost against 10 ms with no loss for emotion cues, which live in 100 ms+
-/// prosody and spectral envelope.
-pub fn feature_config() -> FeatureConfig {
-    FeatureConfig {
-        kind: FeatureKind::LogMel,
-        sample_rate: 16000,
-        n_fft: 512,
-        win_length: 512,
-        hop_length: 320,
-        n_mels: 64,
-        fmin: 20.0,
-        fmax: 8000.0,
-        n_mfcc: 0,
-        append_rms: true,
-        append_zcr: false,
-        append_pitch: true,
-        normalization: WindowNormalization::SubtractMean,
-        mean: Vec::new(),
-        std: Vec::new(),
-        stream_prior: Vec::new(),
-        stream_prior_frames: 0.0,
-    }
-}
 
 /// Features of one rendition (clean or augmented) of a clip.
 #[derive(Clone, Debug)]

@@ -5,11 +5,11 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use seremotion_core::features::FeatureConfig;
 use seremotion_core::model::writer::embed_metadata;
 use seremotion_core::model::{Model, ModelMetadata};
 use seremotion_trainer::export;
 use seremotion_trainer::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
-use seremotion_trainer::train::feature_config;
 
 /// Deterministic pseudo-random inputs in [-2, 2).
 fn input(n: usize, seed: u64) -> Vec<f32> {
@@ -39,7 +39,7 @@ fn metadata(features: seremotion_core::features::FeatureConfig) -> ModelMetadata
 /// Exports `model`, loads it through the element's inference path and checks
 /// the contract and that ONNX Runtime's logits equal `reference`'s within 1e-4.
 fn assert_parity(model: &Ensemble, reference: impl Fn(Tensor<3>) -> Tensor<2>) {
-    let features = feature_config();
+    let features = FeatureConfig::default_model();
     let nf = features.n_features();
     let device = Device::flex();
     let window_frames = 99;
@@ -87,7 +87,7 @@ fn pooled_network(seed: u64, pooling: Pooling) -> EmotionCnn {
     let net = NetConfig {
         channels: vec![16, 24, 32],
         pooling,
-        ..NetConfig::new(feature_config().n_features(), 4)
+        ..NetConfig::new(FeatureConfig::default_model().n_features(), 4)
     };
     net.init(&device).valid()
 }
@@ -109,7 +109,7 @@ fn statistics_and_attentive_pooling_match_onnx_runtime() {
 #[test]
 fn statistics_pooling_sees_spread_that_the_mean_does_not() {
     let device = Device::flex();
-    let nf = feature_config().n_features();
+    let nf = FeatureConfig::default_model().n_features();
     let frames = 40;
     let flat = Tensor::<3>::zeros([1, nf, frames], &device);
     // +/-1.5 alternating over time: zero mean per row, unit-scale spread.
@@ -145,7 +145,10 @@ fn an_exported_ensemble_averages_its_members_logits() {
     let (a, b) = (small_network(3), small_network(4));
     let ensemble = Ensemble::new(vec![a.clone(), b.clone()]);
     // Different seeds must give different members, or the mean proves nothing.
-    let probe = Tensor::<3>::ones([1, feature_config().n_features(), 40], &Device::flex());
+    let probe = Tensor::<3>::ones(
+        [1, FeatureConfig::default_model().n_features(), 40],
+        &Device::flex(),
+    );
     let diff = (a.forward(probe.clone()) - b.forward(probe))
         .abs()
         .max()
@@ -168,7 +171,7 @@ fn every_window_normalisation_round_trips_through_the_model_file() {
         WindowNormalization::SubtractGain,
         WindowNormalization::SubtractStreamMean,
     ] {
-        let mut features = feature_config();
+        let mut features = FeatureConfig::default_model();
         features.normalization = normalization;
         if normalization == WindowNormalization::SubtractStreamMean {
             features.stream_prior = input(features.n_features(), 11);
@@ -292,7 +295,7 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
     use seremotion_trainer::train::clip_scores;
 
     let network = small_network(21);
-    let mut features = feature_config();
+    let mut features = FeatureConfig::default_model();
     features.normalization = WindowNormalization::SubtractStreamMean;
     features.stream_prior = vec![-45.0; features.n_features()];
     features.stream_prior_frames = 100.0;
@@ -336,7 +339,7 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
 /// clip scores agree.
 #[test]
 fn trainer_predictions_are_the_elements_with_pitch_rows_and_statistics_pooling() {
-    let mut features = feature_config();
+    let mut features = FeatureConfig::default_model();
     features.append_pitch = true;
     let nf = features.n_features();
     features.mean = vec![0.0; nf];
@@ -381,7 +384,7 @@ fn trainer_scores_an_ensemble_as_the_element_runs_its_export() {
     use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
     use seremotion_trainer::train::clip_scores;
 
-    let mut features = feature_config();
+    let mut features = FeatureConfig::default_model();
     features.mean = vec![0.0; features.n_features()];
     features.std = vec![5.0; features.n_features()];
     let (a, b) = (small_network(31), small_network(32));

@@ -3,11 +3,11 @@
 //! validation windows must be classified above chance; a refit follows its
 //! schedule; the same seed gives the same model.
 
+use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::train::{self, TrainConfig};
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
-use seremotion_trainer::train::feature_config;
 use synthetic::{clips, normalised_features, small_config, small_net, train_val_features};
 
 /// burn's backend seed is process-wide: trainings in parallel tests would
@@ -38,7 +38,7 @@ fn tiny_training_run_lowers_the_loss() {
 fn a_refit_runs_its_schedule_without_validation() {
     let _serial = serial();
     let window_frames = 40;
-    let train_set = clips(&feature_config(), 0..3, window_frames);
+    let train_set = clips(&FeatureConfig::default_model(), 0..3, window_frames);
     let features = normalised_features(&train_set, window_frames);
     let schedule = vec![1e-2, 1e-2, 5e-3];
     let cfg = TrainConfig {
@@ -123,9 +123,9 @@ fn stream_validation_averages_clip_and_speaker_stream_ua() {
     use seremotion_core::features::WindowNormalization;
     let _serial = serial();
     let window_frames = 40;
-    let train_set = clips(&feature_config(), 0..3, window_frames);
-    let val_set = clips(&feature_config(), 3..5, window_frames);
-    let mut features = feature_config();
+    let train_set = clips(&FeatureConfig::default_model(), 0..3, window_frames);
+    let val_set = clips(&FeatureConfig::default_model(), 3..5, window_frames);
+    let mut features = FeatureConfig::default_model();
     features.normalization = WindowNormalization::SubtractStreamMean;
     train::fit_normalisation(&mut features, &train_set, window_frames, 1.0);
     let cfg = TrainConfig {

@@ -238,6 +238,20 @@ mod tests {
 
     use super::*;
 
+    /// The embedded model was trained with the front end the code names as
+    /// the default model's, so the benches and fuzz target that use
+    /// `FeatureConfig::default_model()` exercise what the element runs.
+    #[test]
+    fn the_embedded_model_uses_the_default_models_front_end() {
+        let model = Model::default_model().expect("the embedded model loads");
+        let mut embedded = model.metadata().features.clone();
+        assert_eq!(embedded.mean.len(), embedded.n_features(), "fitted mean");
+        assert_eq!(embedded.std.len(), embedded.n_features(), "fitted std");
+        embedded.mean.clear();
+        embedded.std.clear();
+        assert_eq!(embedded, crate::features::FeatureConfig::default_model());
+    }
+
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {
         let mut v = [1.0, 3.0, 2.0, -1.0];

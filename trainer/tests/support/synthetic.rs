@@ -6,7 +6,6 @@
 
 use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::net::NetConfig;
-use seremotion_trainer::train::feature_config;
 use seremotion_trainer::train::{self, ClipFeatures, TrainConfig, Utterance};
 
 /// 1.2 s of a class-specific signal: base pitch and tremolo rate per class.
@@ -53,7 +52,7 @@ pub fn clips(
 
 /// Feature configuration carrying the statistics of `train_set`.
 pub fn normalised_features(train_set: &[ClipFeatures], window_frames: usize) -> FeatureConfig {
-    let mut features = feature_config();
+    let mut features = FeatureConfig::default_model();
     let (mean, std) = train::feature_stats(&features, train_set, window_frames);
     features.mean = mean;
     features.std = std;
@@ -65,8 +64,8 @@ pub fn normalised_features(train_set: &[ClipFeatures], window_frames: usize) -> 
 pub fn train_val_features(
     window_frames: usize,
 ) -> (Vec<ClipFeatures>, Vec<ClipFeatures>, FeatureConfig) {
-    let train_set = clips(&feature_config(), 0..3, window_frames);
-    let val_set = clips(&feature_config(), 3..4, window_frames);
+    let train_set = clips(&FeatureConfig::default_model(), 0..3, window_frames);
+    let val_set = clips(&FeatureConfig::default_model(), 3..4, window_frames);
     let features = normalised_features(&train_set, window_frames);
     (train_set, val_set, features)
 }
