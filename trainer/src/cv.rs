@@ -28,7 +28,7 @@ use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::net::{Classifier, Ensemble};
 use crate::run::{self, TrainOptions};
-use crate::train::{self, ClipFeatures, TrainConfig, TrainOutcome};
+use crate::train::{self, ClipFeatures, EpochLog, Teacher, TrainConfig, TrainOutcome};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -46,6 +46,16 @@ pub struct CvOptions {
     pub normalizations: Vec<WindowNormalization>,
     /// Fraction of each corpus's training speakers used for validation.
     pub val_fraction: f64,
+    /// Also train one network a partition taught by the members
+    /// (`train.ensemble` of them) and score it.
+    pub distill: Option<Distillation>,
+}
+
+/// How a student network learns from its teachers (see [`Teacher`]).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Distillation {
+    pub temperature: f32,
+    pub weight: f32,
 }
 
 /// A (corpus, speaker) pair: the unit folds keep together.
@@ -243,6 +253,14 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     if o.normalizations.is_empty() {
         bail!("give at least one --normalization");
     }
+    if let Some(d) = o.distill {
+        if !(d.temperature > 0.0 && d.temperature <= 100.0) {
+            bail!("--distill-temperature must be above 0 and at most 100");
+        }
+        if !(0.0..=1.0).contains(&d.weight) {
+            bail!("--distill-weight must be between 0 and 1");
+        }
+    }
     let t = &o.train;
     std::fs::create_dir_all(&t.out).with_context(|| format!("creating {}", t.out.display()))?;
     let clips = run::load_clips(&t.sources)?;
@@ -377,6 +395,12 @@ fn run_partition(
         window_frames,
         hop_frames,
     );
+    let print_epoch = |log: &EpochLog, max: usize| {
+        eprintln!(
+            "   epoch {:>3}/{max}  loss {:.4}  val UA {:.3}  {:.0} s",
+            log.epoch, log.loss, log.val_ua, log.seconds
+        );
+    };
     let t0 = Instant::now();
     let mut members = Vec::with_capacity(t.ensemble);
     for k in 0..t.ensemble {
@@ -388,12 +412,7 @@ fn run_partition(
             seed,
             ..cfg.clone()
         };
-        let outcome = train::train(&member_cfg, &features, &train_set, &val_set, |log, max| {
-            eprintln!(
-                "   epoch {:>3}/{max}  loss {:.4}  val UA {:.3}  {:.0} s",
-                log.epoch, log.loss, log.val_ua, log.seconds
-            );
-        })?;
+        let outcome = train::train(&member_cfg, &features, &train_set, &val_set, print_epoch)?;
         members.push(outcome);
     }
 
@@ -435,21 +454,47 @@ fn run_partition(
     if let [single] = members.as_slice() {
         let per_corpus = test_set.score(&single.model);
         results.push(result(recipe.to_string(), &members, per_corpus));
-        return Ok(results);
+    } else {
+        // Each member alone (member 1 is the network a one-member run
+        // trains), then the ensembles of the first 2, 3, ... members, so one
+        // run tells how much seeds scatter on the same folds and what
+        // averaging them gains.
+        for (k, m) in members.iter().enumerate() {
+            let per_corpus = test_set.score(&m.model);
+            let name = format!("{recipe}, member {}", k + 1);
+            results.push(result(name, std::slice::from_ref(m), per_corpus));
+        }
+        for n in 2..=members.len() {
+            let ensemble = Ensemble::new(members[..n].iter().map(|m| m.model.clone()).collect());
+            let per_corpus = test_set.score(&ensemble);
+            let name = format!("{recipe}, ensemble of {n}");
+            results.push(result(name, &members[..n], per_corpus));
+        }
     }
-    // Each member alone (member 1 is the network a one-member run trains),
-    // then the ensembles of the first 2, 3, ... members, so one run tells how
-    // much seeds scatter on the same folds and what averaging them gains.
-    for (k, m) in members.iter().enumerate() {
-        let per_corpus = test_set.score(&m.model);
-        let name = format!("{recipe}, member {}", k + 1);
-        results.push(result(name, std::slice::from_ref(m), per_corpus));
-    }
-    for n in 2..=members.len() {
-        let ensemble = Ensemble::new(members[..n].iter().map(|m| m.model.clone()).collect());
-        let per_corpus = test_set.score(&ensemble);
-        let name = format!("{recipe}, ensemble of {n}");
-        results.push(result(name, &members[..n], per_corpus));
+    if let Some(d) = &o.distill {
+        // One more network of the element's size, from a seed none of the
+        // members had, taught by all of them.
+        let n = members.len();
+        let seed = run::member_seed(t.seed, n);
+        eprintln!("   student of {n} (seed {seed})");
+        let teachers = Ensemble::new(members.iter().map(|m| m.model.clone()).collect());
+        let teacher = Teacher {
+            model: &teachers,
+            temperature: d.temperature,
+            weight: d.weight,
+        };
+        let student_cfg = TrainConfig { seed, ..cfg };
+        let student = train::train_with_teacher(
+            &student_cfg,
+            &features,
+            &train_set,
+            &val_set,
+            Some(&teacher),
+            print_epoch,
+        )?;
+        let per_corpus = test_set.score(&student.model);
+        let name = format!("{recipe}, distilled from {n}");
+        results.push(result(name, std::slice::from_ref(&student), per_corpus));
     }
     Ok(results)
 }
@@ -608,7 +653,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
          validation through the phone too: {}, on speaker streams too: {}, training lines {}; \
          mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {:?}, {} pooling over \
-         time; {} network(s) a partition{}. {:.0} s in all.\n",
+         time; {} network(s) a partition{}{}. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
@@ -632,6 +677,10 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         } else {
             ""
         },
+        o.distill.map_or(String::new(), |d| format!(
+            "; a student network distilled from all of them (temperature {}, teacher weight {})",
+            d.temperature, d.weight
+        )),
         seconds
     );
     let _ = writeln!(
@@ -686,6 +735,7 @@ fn write_outputs(
         "varied_phone_lines": o.train.varied_phone_lines,
         "append_pitch": o.train.append_pitch,
         "ensemble": o.train.ensemble,
+        "distill": o.distill,
         "mel_band_hz": [front.fmin, front.fmax],
         "validate_streams": o.train.validate_streams,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use seremotion_core::features::WindowNormalization;
-use seremotion_trainer::cv::{self, CvOptions};
+use seremotion_trainer::cv::{self, CvOptions, Distillation};
 use seremotion_trainer::eval::Streams;
 use seremotion_trainer::net::Pooling;
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
@@ -276,6 +276,17 @@ struct CvArgs {
     /// the ensembles of the first 2..=N, on the same test speakers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     ensemble: u64,
+    /// Also train one network a partition taught by the --ensemble networks
+    /// (knowledge distillation) and score it: an ensemble's accuracy at one
+    /// network's cost, if it carries over.
+    #[arg(long)]
+    distill: bool,
+    /// Softmax temperature of the distillation.
+    #[arg(long, default_value_t = 2.0, requires = "distill")]
+    distill_temperature: f32,
+    /// Share of the teacher in the student's loss (the labels take the rest).
+    #[arg(long, default_value_t = 0.5, requires = "distill")]
+    distill_weight: f32,
 }
 
 #[derive(Args)]
@@ -336,6 +347,10 @@ fn real_main() -> Result<()> {
             leave_one_corpus_out: a.leave_one_corpus_out,
             normalizations: a.normalization.into_iter().map(Into::into).collect(),
             val_fraction: a.val_fraction,
+            distill: a.distill.then_some(Distillation {
+                temperature: a.distill_temperature,
+                weight: a.distill_weight,
+            }),
         }),
         Command::Eval(a) => run::eval_command(
             &a.data.sources()?,

@@ -17,6 +17,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use burn::tensor::activation::{log_softmax, softmax};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
@@ -32,7 +33,7 @@ use seremotion_core::model;
 use seremotion_core::speech;
 
 use crate::metrics::Metrics;
-use crate::net::{Classifier, EmotionCnn, NetConfig};
+use crate::net::{Classifier, EmotionCnn, Ensemble, NetConfig};
 
 /// Features of one rendition (clean or augmented) of a clip.
 #[derive(Clone, Debug)]
@@ -617,6 +618,36 @@ fn crop_start(u: &Utterance, len: usize, rng: &mut StdRng) -> usize {
     best.0
 }
 
+/// A trained ensemble whose answers a student learns besides the labels
+/// (knowledge distillation, Hinton et al. 2015): on every training window the
+/// student's softened probabilities are pulled towards the teacher's, which
+/// carry how alike the emotions sound (a happy that is nearly angry), so one
+/// network of the element's size learns what several learnt apart.
+pub struct Teacher<'a> {
+    pub model: &'a Ensemble,
+    /// Softmax temperature of both sides (1 = plain probabilities; higher
+    /// shows the student more of the teacher's second choices).
+    pub temperature: f32,
+    /// Share of the teacher term in the loss; the labels take the rest.
+    pub weight: f32,
+}
+
+impl Teacher<'_> {
+    /// The teacher's softened probabilities `[batch, n_labels]` on a batch of
+    /// windows, on `device` as constants (no gradient flows into them).
+    fn targets(
+        &self,
+        model: &Ensemble,
+        input: &[f32],
+        shape: [usize; 3],
+        device: &Device,
+    ) -> Tensor<2> {
+        let x = Tensor::<3>::from_data(TensorData::new(input.to_vec(), shape), &Device::flex());
+        let p = softmax(model.logits(x).div_scalar(self.temperature), 1);
+        Tensor::<2>::from_data(p.into_data(), device)
+    }
+}
+
 /// Trains `cfg.net` on `train` with early stopping on `val`'s UA.
 /// `features` must already carry the global mean/std.
 pub fn train(
@@ -624,6 +655,19 @@ pub fn train(
     features: &FeatureConfig,
     train: &[ClipFeatures],
     val: &[ClipFeatures],
+    progress: impl FnMut(&EpochLog, usize),
+) -> Result<TrainOutcome> {
+    train_with_teacher(cfg, features, train, val, None, progress)
+}
+
+/// [`train`], learning from `teacher` as well as from the labels when one is
+/// given.
+pub fn train_with_teacher(
+    cfg: &TrainConfig,
+    features: &FeatureConfig,
+    train: &[ClipFeatures],
+    val: &[ClipFeatures],
+    teacher: Option<&Teacher<'_>>,
     mut progress: impl FnMut(&EpochLog, usize),
 ) -> Result<TrainOutcome> {
     ensure!(!train.is_empty(), "no training clips");
@@ -651,6 +695,8 @@ pub fn train(
     device.seed(cfg.seed);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut model = cfg.net.init(&device);
+    // Teachers answer in inference mode on the plain device.
+    let teacher_model = teacher.map(|t| t.model.valid().to_device(&Device::flex()));
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
@@ -721,9 +767,13 @@ pub fn train(
                     let partner_labels: Vec<i64> = partner.iter().map(|&j| labels[j]).collect();
                     (lambda, partner_labels)
                 });
+            let soft_targets = teacher
+                .zip(teacher_model.as_ref())
+                .map(|(t, m)| t.targets(m, &input, [b, nf, len], &device));
             let x = Tensor::<3>::from_data(TensorData::new(input, [b, nf, len]), &device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &device);
             let logits = model.forward(x);
+            let student = soft_targets.as_ref().map(|_| logits.clone());
             let pred: Vec<i64> = logits
                 .clone()
                 .detach()
@@ -751,6 +801,21 @@ pub fn train(
                     loss_fn.forward(logits.clone(), y).mul_scalar(lambda)
                         + loss_fn.forward(logits, y_b).mul_scalar(1.0 - lambda)
                 }
+            };
+            let loss = match (teacher, soft_targets, student) {
+                (Some(t), Some(p), Some(logits)) => {
+                    // KL divergence from the teacher's softened answer,
+                    // scaled by T^2 so its gradients stay comparable to the
+                    // labels' as T grows.
+                    let log_q = log_softmax(logits.div_scalar(t.temperature), 1);
+                    let log_p = p.clone().clamp_min(1e-12).log();
+                    let soft = (p * (log_p - log_q))
+                        .sum_dim(1)
+                        .mean()
+                        .mul_scalar(t.temperature * t.temperature);
+                    loss.mul_scalar(1.0 - t.weight) + soft.mul_scalar(t.weight)
+                }
+                _ => loss,
             };
             let loss_value: f32 = loss.clone().detach().into_scalar::<f32>();
             loss_sum += f64::from(loss_value);

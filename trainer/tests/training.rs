@@ -152,3 +152,63 @@ fn stream_validation_averages_clip_and_speaker_stream_ua() {
         train::train(&cfg, &window_mean, &train_set, &val_set, |_, _| {}).expect("training");
     assert_eq!(outcome.history[0].val_ua_per_corpus.len(), 1);
 }
+
+/// A student taught by a trained teacher alone (teacher weight 1) learns the
+/// classes although every label it is given says "class 0": the teacher's
+/// answers reach it, the labels do not.
+#[test]
+fn a_student_learns_from_its_teacher_and_not_from_the_labels_at_weight_one() {
+    use seremotion_trainer::net::Ensemble;
+    use seremotion_trainer::train::Teacher;
+
+    let _serial = serial();
+    let window_frames = 40;
+    let (train_set, val_set, features) = train_val_features(window_frames);
+    let cfg = small_config(small_net(&features), window_frames);
+    let teacher = train::train(&cfg, &features, &train_set, &val_set, |_, _| {}).expect("teacher");
+    assert!(teacher.best_val_ua > 0.4, "{}", teacher.best_val_ua);
+
+    let mislabelled: Vec<_> = train_set
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            c.label = 0;
+            c
+        })
+        .collect();
+    let teachers = Ensemble::new(vec![teacher.model]);
+    let student_cfg = TrainConfig { seed: 2, ..cfg };
+    let taught = |weight| {
+        let teacher = Teacher {
+            model: &teachers,
+            temperature: 2.0,
+            weight,
+        };
+        train::train_with_teacher(
+            &student_cfg,
+            &features,
+            &mislabelled,
+            &val_set,
+            Some(&teacher),
+            |_, _| {},
+        )
+        .expect("student")
+    };
+    let student = taught(1.0);
+    assert!(
+        student.best_val_ua > 0.4,
+        "the student did not learn from its teacher: UA {}",
+        student.best_val_ua
+    );
+    // The labels alone teach one class: chance.
+    let labels_only = taught(0.0);
+    assert!(
+        labels_only.best_val_ua <= 0.26,
+        "UA {} from labels that are all class 0",
+        labels_only.best_val_ua
+    );
+    assert!(
+        student.history.iter().all(|h| h.loss >= 0.0),
+        "a KL divergence is never negative"
+    );
+}
