@@ -46,16 +46,6 @@ pub struct CvOptions {
     pub normalizations: Vec<WindowNormalization>,
     /// Fraction of each corpus's training speakers used for validation.
     pub val_fraction: f64,
-    /// Also train one network a partition taught by the members
-    /// (`train.ensemble` of them) and score it.
-    pub distill: Option<Distillation>,
-}
-
-/// How a student network learns from its teachers (see [`Teacher`]).
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Distillation {
-    pub temperature: f32,
-    pub weight: f32,
 }
 
 /// A (corpus, speaker) pair: the unit folds keep together.
@@ -253,13 +243,8 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     if o.normalizations.is_empty() {
         bail!("give at least one --normalization");
     }
-    if let Some(d) = o.distill {
-        if !(d.temperature > 0.0 && d.temperature <= 100.0) {
-            bail!("--distill-temperature must be above 0 and at most 100");
-        }
-        if !(0.0..=1.0).contains(&d.weight) {
-            bail!("--distill-weight must be between 0 and 1");
-        }
+    if let Some(d) = o.train.distill {
+        d.validate()?;
     }
     let t = &o.train;
     std::fs::create_dir_all(&t.out).with_context(|| format!("creating {}", t.out.display()))?;
@@ -471,7 +456,7 @@ fn run_partition(
             results.push(result(name, &members[..n], per_corpus));
         }
     }
-    if let Some(d) = &o.distill {
+    if let Some(how) = t.distill {
         // One more network of the element's size, from a seed none of the
         // members had, taught by all of them.
         let n = members.len();
@@ -480,8 +465,7 @@ fn run_partition(
         let teachers = Ensemble::new(members.iter().map(|m| m.model.clone()).collect());
         let teacher = Teacher {
             model: &teachers,
-            temperature: d.temperature,
-            weight: d.weight,
+            how,
         };
         let student_cfg = TrainConfig { seed, ..cfg };
         let student = train::train_with_teacher(
@@ -677,7 +661,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         } else {
             ""
         },
-        o.distill.map_or(String::new(), |d| format!(
+        t.distill.map_or(String::new(), |d| format!(
             "; a student network distilled from all of them (temperature {}, teacher weight {})",
             d.temperature, d.weight
         )),
@@ -735,7 +719,7 @@ fn write_outputs(
         "varied_phone_lines": o.train.varied_phone_lines,
         "append_pitch": o.train.append_pitch,
         "ensemble": o.train.ensemble,
-        "distill": o.distill,
+        "distill": o.train.distill,
         "mel_band_hz": [front.fmin, front.fmax],
         "validate_streams": o.train.validate_streams,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use seremotion_core::features::WindowNormalization;
-use seremotion_trainer::cv::{self, CvOptions, Distillation};
+use seremotion_trainer::cv::{self, CvOptions};
 use seremotion_trainer::eval::Streams;
 use seremotion_trainer::net::Pooling;
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
+use seremotion_trainer::train::Distillation;
 
 #[derive(Parser)]
 #[command(
@@ -185,6 +186,17 @@ struct Recipe {
     /// which a stream's own voice counts as much as the training voices' mean.
     #[arg(long, default_value_t = DEFAULTS.stream_prior_seconds)]
     stream_prior_seconds: f64,
+    /// Train one more network taught by the --ensemble networks (knowledge
+    /// distillation): `train` exports it alone, `cv` scores it beside them.
+    /// An ensemble's accuracy at one network's cost, if it carries over.
+    #[arg(long)]
+    distill: bool,
+    /// Softmax temperature of the distillation.
+    #[arg(long, default_value_t = 2.0, requires = "distill")]
+    distill_temperature: f32,
+    /// Share of the teachers in the student's loss (the labels take the rest).
+    #[arg(long, default_value_t = 0.5, requires = "distill")]
+    distill_weight: f32,
 }
 
 impl Recipe {
@@ -216,6 +228,10 @@ impl Recipe {
             append_pitch: self.pitch,
             validate_streams: self.validate_streams,
             stream_prior_seconds: self.stream_prior_seconds,
+            distill: self.distill.then_some(Distillation {
+                temperature: self.distill_temperature,
+                weight: self.distill_weight,
+            }),
             ..TrainOptions::default()
         })
     }
@@ -276,17 +292,6 @@ struct CvArgs {
     /// the ensembles of the first 2..=N, on the same test speakers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     ensemble: u64,
-    /// Also train one network a partition taught by the --ensemble networks
-    /// (knowledge distillation) and score it: an ensemble's accuracy at one
-    /// network's cost, if it carries over.
-    #[arg(long)]
-    distill: bool,
-    /// Softmax temperature of the distillation.
-    #[arg(long, default_value_t = 2.0, requires = "distill")]
-    distill_temperature: f32,
-    /// Share of the teacher in the student's loss (the labels take the rest).
-    #[arg(long, default_value_t = 0.5, requires = "distill")]
-    distill_weight: f32,
 }
 
 #[derive(Args)]
@@ -347,10 +352,6 @@ fn real_main() -> Result<()> {
             leave_one_corpus_out: a.leave_one_corpus_out,
             normalizations: a.normalization.into_iter().map(Into::into).collect(),
             val_fraction: a.val_fraction,
-            distill: a.distill.then_some(Distillation {
-                temperature: a.distill_temperature,
-                weight: a.distill_weight,
-            }),
         }),
         Command::Eval(a) => run::eval_command(
             &a.data.sources()?,

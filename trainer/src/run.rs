@@ -18,7 +18,7 @@ use seremotion_core::model::writer::embed_metadata;
 use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use crate::split::{self, SplitConfig};
-use crate::train::{self, ClipFeatures, TrainConfig, Utterance};
+use crate::train::{self, ClipFeatures, Distillation, Teacher, TrainConfig, Utterance};
 use crate::{augment, eval, export};
 
 /// What the shipped model's training data allows.
@@ -63,6 +63,9 @@ pub struct TrainOptions {
     /// Networks trained from different seeds and exported as one averaged
     /// graph (1 = a single network).
     pub ensemble: usize,
+    /// Train one more network taught by the `ensemble` networks and export
+    /// it alone.
+    pub distill: Option<Distillation>,
     /// Validate on the validation speakers through the telephone channel as
     /// well as clean, so early stopping and the learning-rate schedule look
     /// at calls too.
@@ -117,6 +120,7 @@ impl Default for TrainOptions {
             // but cost 1.3x the element's CPU, past its per-channel stereo
             // budget; models/EXPERIMENTS.md.
             ensemble: 1,
+            distill: None,
             validate_telephone: false,
             varied_phone_lines: false,
             append_pitch: FeatureConfig::default_model().append_pitch,
@@ -473,6 +477,12 @@ fn train_member(
 }
 
 pub fn train_command(o: &TrainOptions) -> Result<()> {
+    if let Some(d) = o.distill {
+        d.validate()?;
+        if o.refit {
+            bail!("--distill and --refit cannot be combined: the student has no refit schedule");
+        }
+    }
     let started = Instant::now();
     git_commit();
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
@@ -580,7 +590,45 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         members.push(model);
         member_records.push(record);
     }
-    let model = Ensemble::new(members);
+    let mut model = Ensemble::new(members);
+    // A student learns from the whole ensemble and is exported alone.
+    let mut teacher_records = Vec::new();
+    if let Some(how) = o.distill {
+        let seed = member_seed(o.seed, o.ensemble);
+        eprintln!("student of {} (seed {seed})", o.ensemble);
+        let teacher = Teacher { model: &model, how };
+        let t = Instant::now();
+        let outcome = train::train_with_teacher(
+            &TrainConfig {
+                seed,
+                ..cfg.clone()
+            },
+            &features,
+            &train_set,
+            &val_set,
+            Some(&teacher),
+            progress_printer(t),
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        eprintln!(
+            "best epoch {} (val UA {:.3}); training took {seconds:.0} s",
+            outcome.best_epoch, outcome.best_val_ua
+        );
+        train_seconds += seconds;
+        teacher_records = std::mem::replace(
+            &mut member_records,
+            vec![json!({
+                "seed": seed,
+                "best_epoch": outcome.best_epoch,
+                "best_val_ua": outcome.best_val_ua,
+                "refit": Value::Null,
+                "history": outcome.history,
+                "seconds": seconds.round(),
+            })],
+        );
+        model = Ensemble::new(vec![outcome.model]);
+    }
+    let exported_networks = member_records.len();
 
     // Export, then embed the metadata the element needs.
     let graph = export::export_graph(&model, features.n_features(), window_frames)?;
@@ -593,8 +641,11 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "command": command.join(" "),
         "net": net,
         // Every member runs on every window.
-        "macs_per_window": net.macs(window_frames) * o.ensemble,
+        "macs_per_window": net.macs(window_frames) * exported_networks,
         "members": member_records,
+        // With a distilled student: the networks it learnt from, and how.
+        "teachers": teacher_records,
+        "distillation": o.distill,
         "train_seconds": train_seconds.round(),
         "feature_seconds": prep_seconds.round(),
         "augmented_copies": o.copies,
@@ -816,6 +867,22 @@ pub fn render_report(t: &Value, name: &str) -> String {
             "The model is an ensemble of {} networks trained alike on the same split from \
              different seeds; the exported graph averages their logits.\n",
             members.len()
+        );
+    }
+    if let Some(teachers) = t["teachers"].as_array().filter(|t| !t.is_empty()) {
+        let _ = writeln!(
+            s,
+            "The model is one network distilled from {} networks trained alike on the same \
+             split from other seeds (temperature {}, teacher weight {}); only it is exported. \
+             Teachers' best validation UA: {}.\n",
+            teachers.len(),
+            t["distillation"]["temperature"],
+            t["distillation"]["weight"],
+            teachers
+                .iter()
+                .map(|m| format!("{:.3}", metric(m, "best_val_ua")))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     for (k, m) in members.iter().enumerate() {

@@ -618,18 +618,40 @@ fn crop_start(u: &Utterance, len: usize, rng: &mut StdRng) -> usize {
     best.0
 }
 
-/// A trained ensemble whose answers a student learns besides the labels
-/// (knowledge distillation, Hinton et al. 2015): on every training window the
-/// student's softened probabilities are pulled towards the teacher's, which
-/// carry how alike the emotions sound (a happy that is nearly angry), so one
-/// network of the element's size learns what several learnt apart.
-pub struct Teacher<'a> {
-    pub model: &'a Ensemble,
+/// How a student network learns from teachers besides the labels (knowledge
+/// distillation, Hinton et al. 2015): on every training window the student's
+/// softened probabilities are pulled towards the teachers', which carry how
+/// alike the emotions sound (a happy that is nearly angry), so one network of
+/// the element's size can learn what several learnt apart.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Distillation {
     /// Softmax temperature of both sides (1 = plain probabilities; higher
-    /// shows the student more of the teacher's second choices).
+    /// shows the student more of the teachers' second choices).
     pub temperature: f32,
     /// Share of the teacher term in the loss; the labels take the rest.
     pub weight: f32,
+}
+
+impl Distillation {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.temperature > 0.0 && self.temperature <= 100.0,
+            "the distillation temperature must be above 0 and at most 100, not {}",
+            self.temperature
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.weight),
+            "the distillation weight must be between 0 and 1, not {}",
+            self.weight
+        );
+        Ok(())
+    }
+}
+
+/// Trained networks whose averaged answers a student learns from.
+pub struct Teacher<'a> {
+    pub model: &'a Ensemble,
+    pub how: Distillation,
 }
 
 impl Teacher<'_> {
@@ -643,7 +665,7 @@ impl Teacher<'_> {
         device: &Device,
     ) -> Tensor<2> {
         let x = Tensor::<3>::from_data(TensorData::new(input.to_vec(), shape), &Device::flex());
-        let p = softmax(model.logits(x).div_scalar(self.temperature), 1);
+        let p = softmax(model.logits(x).div_scalar(self.how.temperature), 1);
         Tensor::<2>::from_data(p.into_data(), device)
     }
 }
@@ -803,17 +825,18 @@ pub fn train_with_teacher(
                 }
             };
             let loss = match (teacher, soft_targets, student) {
-                (Some(t), Some(p), Some(logits)) => {
+                (Some(Teacher { how, .. }), Some(p), Some(logits)) => {
+                    let (temperature, weight) = (how.temperature, how.weight);
                     // KL divergence from the teacher's softened answer,
                     // scaled by T^2 so its gradients stay comparable to the
                     // labels' as T grows.
-                    let log_q = log_softmax(logits.div_scalar(t.temperature), 1);
+                    let log_q = log_softmax(logits.div_scalar(temperature), 1);
                     let log_p = p.clone().clamp_min(1e-12).log();
                     let soft = (p * (log_p - log_q))
                         .sum_dim(1)
                         .mean()
-                        .mul_scalar(t.temperature * t.temperature);
-                    loss.mul_scalar(1.0 - t.weight) + soft.mul_scalar(t.weight)
+                        .mul_scalar(temperature * temperature);
+                    loss.mul_scalar(1.0 - weight) + soft.mul_scalar(weight)
                 }
                 _ => loss,
             };

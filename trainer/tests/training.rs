@@ -159,7 +159,7 @@ fn stream_validation_averages_clip_and_speaker_stream_ua() {
 #[test]
 fn a_student_learns_from_its_teacher_and_not_from_the_labels_at_weight_one() {
     use seremotion_trainer::net::Ensemble;
-    use seremotion_trainer::train::Teacher;
+    use seremotion_trainer::train::{Distillation, Teacher};
 
     let _serial = serial();
     let window_frames = 40;
@@ -181,8 +181,10 @@ fn a_student_learns_from_its_teacher_and_not_from_the_labels_at_weight_one() {
     let taught = |weight| {
         let teacher = Teacher {
             model: &teachers,
-            temperature: 2.0,
-            weight,
+            how: Distillation {
+                temperature: 2.0,
+                weight,
+            },
         };
         train::train_with_teacher(
             &student_cfg,
