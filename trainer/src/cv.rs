@@ -696,7 +696,64 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
             cm - pm
         );
     }
+    let means = target_means(summary);
+    if !means.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nMean of the {} corpora with accuracy targets, per protocol and recipe (the \
+             per-corpus means above, averaged):\n",
+            TARGET_CORPORA.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "| protocol | recipe | clean UA | phone UA | lost on the phone |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|");
+        for ((protocol, recipe), (clean, phone)) in means {
+            let _ = writeln!(
+                s,
+                "| {protocol} | {recipe} | {:.1} | {:.1} | {:.1} |",
+                100.0 * clean,
+                100.0 * phone,
+                100.0 * (clean - phone)
+            );
+        }
+    }
     s
+}
+
+/// Corpora the issue sets UA targets for; TESS (two voices) has none.
+pub const TARGET_CORPORA: [&str; 4] = ["ased", "nemo", "ravdess", "savee"];
+
+/// Per (protocol, recipe) with a row for every target corpus: the mean of
+/// their clean and phone UA means.
+fn target_means(summary: &serde_json::Value) -> BTreeMap<(String, String), (f64, f64)> {
+    let mut cells: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    for row in summary.as_array().into_iter().flatten() {
+        let corpus = row["corpus"].as_str().unwrap_or("");
+        if !TARGET_CORPORA.contains(&corpus) {
+            continue;
+        }
+        let key = (
+            row["protocol"].as_str().unwrap_or("").to_string(),
+            row["recipe"].as_str().unwrap_or("").to_string(),
+        );
+        let ua = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
+        cells
+            .entry(key)
+            .or_default()
+            .push((ua("clean_ua_mean"), ua("phone_ua_mean")));
+    }
+    cells
+        .into_iter()
+        .filter(|(_, v)| v.len() == TARGET_CORPORA.len())
+        .map(|(k, v)| {
+            let n = v.len() as f64;
+            let clean = v.iter().map(|x| x.0).sum::<f64>() / n;
+            let phone = v.iter().map(|x| x.1).sum::<f64>() / n;
+            (k, (clean, phone))
+        })
+        .collect()
 }
 
 fn write_outputs(
@@ -829,6 +886,26 @@ mod tests {
             assert!(p.train.iter().chain(&p.val).all(|&i| clips[i].corpus != c));
             assert_eq!(p.train.len() + p.val.len() + p.test.len(), clips.len());
         }
+    }
+
+    #[test]
+    fn the_target_mean_needs_all_four_corpora() {
+        let row = |recipe: &str, corpus: &str, clean: f64, phone: f64| {
+            json!({"protocol": "speaker k-fold", "recipe": recipe, "corpus": corpus,
+                   "clean_ua_mean": clean, "phone_ua_mean": phone})
+        };
+        let mut rows: Vec<_> = TARGET_CORPORA
+            .iter()
+            .zip([0.6, 0.5, 0.7, 0.8])
+            .map(|(c, ua)| row("a", c, ua, ua - 0.1))
+            .collect();
+        rows.push(row("a", "tess", 0.0, 0.0));
+        rows.push(row("b", "ased", 0.9, 0.9));
+        let means = target_means(&json!(rows));
+        assert_eq!(means.len(), 1, "recipe b lacks three corpora");
+        let (clean, phone) = means[&("speaker k-fold".to_string(), "a".to_string())];
+        assert!((clean - 0.65).abs() < 1e-12, "TESS does not count: {clean}");
+        assert!((phone - 0.55).abs() < 1e-12, "{phone}");
     }
 
     #[test]
