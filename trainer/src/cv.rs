@@ -274,12 +274,12 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
         train: run::prepare(
             &clips,
             &base,
-            t.copies,
+            Some(t.copies),
             window_frames,
             t.seed,
             t.varied_phone_lines,
         )?,
-        clean: run::prepare(&clips, &base, 0, window_frames, t.seed, false)?,
+        clean: run::prepare(&clips, &base, None, window_frames, t.seed, false)?,
         phone: run::prepare_telephone(&clips, &base, window_frames)?
             .into_iter()
             .map(|mut c| {

@@ -216,12 +216,14 @@ fn augment_config(varied_lines: bool) -> augment::AugmentConfig {
     }
 }
 
-/// Features of every clip; training clips (`copies > 0`) also of `copies`
-/// augmented renditions, each padded to at least `window_frames` frames.
+/// Features of every clip. Clips to score (`copies` `None`) stay as they
+/// are; training clips (`Some(n)`) are padded to at least `window_frames`
+/// frames, since training crops whole windows, and get `n` augmented
+/// renditions besides.
 pub fn prepare(
     clips: &[Clip],
     cfg: &FeatureConfig,
-    copies: usize,
+    copies: Option<usize>,
     window_frames: usize,
     seed: u64,
     varied_lines: bool,
@@ -232,16 +234,16 @@ pub fn prepare(
         let mut rng = StdRng::seed_from_u64(derived_seed(seed, i));
         let audio =
             corpus::load_audio(&clip.path, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut versions = Vec::with_capacity(copies + 1);
+        let mut versions = Vec::with_capacity(copies.unwrap_or(0) + 1);
         let mut clean = audio.clone();
-        if copies > 0 {
+        if copies.is_some() {
             pad_with_noise(&mut clean, min_len, &mut rng);
         }
         versions.push(Arc::new(
             Utterance::from_audio(cfg, &clean, window_frames)
                 .with_context(|| clip.path.display().to_string())?,
         ));
-        for _ in 0..copies {
+        for _ in 0..copies.unwrap_or(0) {
             let mut x = audio.clone();
             // Room for time-stretching to shorten the clip.
             pad_with_noise(&mut x, min_len * 5 / 4, &mut rng);
@@ -523,12 +525,12 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let train_set = prepare(
         &split.train,
         &features,
-        o.copies,
+        Some(o.copies),
         window_frames,
         o.seed,
         o.varied_phone_lines,
     )?;
-    let mut val_set = prepare(&split.val, &features, 0, window_frames, o.seed, false)?;
+    let mut val_set = prepare(&split.val, &features, None, window_frames, o.seed, false)?;
     if o.validate_telephone {
         val_set.extend(prepare_telephone(&split.val, &features, window_frames)?);
     }
@@ -557,7 +559,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         let mut combined = prepare(
             &split.val,
             &plain_features,
-            o.copies,
+            Some(o.copies),
             window_frames,
             !o.seed,
             o.varied_phone_lines,
@@ -1087,6 +1089,56 @@ pub fn render_report(t: &Value, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Training clips shorter than a window are padded whether or not
+    /// augmented copies are asked for (`--copies 0` trains), clips to score
+    /// are not.
+    #[test]
+    fn training_clips_are_padded_to_a_window_even_without_copies() {
+        let dir = std::env::temp_dir().join(format!("seremotion-prepare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..8000 {
+            w.write_sample((3000.0 * (i as f32 * 0.07).sin()) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        let clip = Clip {
+            path,
+            corpus: "synthetic".into(),
+            speaker: "one".into(),
+            emotion: crate::corpus::Emotion::Neutral,
+            group: "one".into(),
+        };
+        let cfg = FeatureConfig::default_model();
+        let window = 99;
+        let frames = |copies| {
+            let prepared = prepare(std::slice::from_ref(&clip), &cfg, copies, window, 1, false)
+                .expect("features");
+            prepared[0]
+                .versions
+                .iter()
+                .map(|u| u.n_frames)
+                .collect::<Vec<_>>()
+        };
+        let scored = frames(None);
+        assert_eq!(scored.len(), 1);
+        assert!(scored[0] < window, "0.5 s stays 0.5 s: {scored:?}");
+        let plain = frames(Some(0));
+        assert_eq!(plain.len(), 1);
+        assert!(plain[0] >= window, "{plain:?}");
+        let augmented = frames(Some(2));
+        assert_eq!(augmented.len(), 3);
+        assert!(augmented.iter().all(|&n| n >= window), "{augmented:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn a_report_without_held_out_clips_points_to_cv_and_plots_nothing() {
