@@ -13,11 +13,10 @@ mod wav;
 /// RAVDESS emotion codes in label order (neutral, happy, sad, angry).
 const RAVDESS_CODES: [&str; 4] = ["01", "03", "04", "05"];
 
-#[test]
-fn train_writes_an_ensemble_model_with_its_report() {
-    let dir = wav::temp_dir("train-command");
+/// Seven RAVDESS-named actors of synthetic clips in `dir/ravdess` (enough for
+/// one validation and one test speaker), and a tiny, fast recipe for them.
+fn tiny_corpus(dir: &std::path::Path) -> TrainOptions {
     let data = dir.join("ravdess");
-    // Seven actors: enough for one validation and one test speaker.
     for actor in 1..=7 {
         for (label, code) in RAVDESS_CODES.iter().enumerate() {
             let pcm: Vec<i16> = synthetic::synthetic(label, actor)
@@ -28,10 +27,9 @@ fn train_writes_an_ensemble_model_with_its_report() {
             wav::write_wav(&data.join(name), &pcm);
         }
     }
-    let out = dir.join("out");
-    let opts = TrainOptions {
+    TrainOptions {
         sources: vec![DataSource::Folder(data)],
-        out: out.clone(),
+        out: dir.join("out"),
         name: "tiny".into(),
         seed: 5,
         epochs: 2,
@@ -40,9 +38,18 @@ fn train_writes_an_ensemble_model_with_its_report() {
         batch_size: 8,
         window_seconds: 1.0,
         channels: vec![8, 8],
-        ensemble: 2,
         ..Default::default()
+    }
+}
+
+#[test]
+fn train_writes_an_ensemble_model_with_its_report() {
+    let dir = wav::temp_dir("train-command");
+    let opts = TrainOptions {
+        ensemble: 2,
+        ..tiny_corpus(&dir)
     };
+    let out = opts.out.clone();
     train_command(&opts).expect("train command");
 
     let model = Model::from_file(&out.join("tiny.onnx")).expect("the element loads the model");
@@ -105,5 +112,63 @@ fn train_writes_an_ensemble_model_with_its_report() {
     assert!(report.contains("ensemble of 2 networks"), "{report}");
     assert!(report.contains("Member 2 (seed"), "{report}");
     assert!(report.contains("x 2 members"), "{report}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// With `distill`, the ensemble only teaches: the exported model is one
+/// network (one network's multiply-adds), and the report and metadata name
+/// its teachers.
+#[test]
+fn train_distils_its_ensemble_into_one_exported_network() {
+    use seremotion_trainer::train::Distillation;
+
+    let dir = wav::temp_dir("train-distill");
+    let how = Distillation {
+        temperature: 2.0,
+        weight: 0.5,
+    };
+    let opts = TrainOptions {
+        ensemble: 2,
+        distill: Some(how),
+        evaluate: false,
+        ..tiny_corpus(&dir)
+    };
+    train_command(&opts).expect("train command");
+    let model = Model::from_file(&opts.out.join("tiny.onnx")).expect("the element loads it");
+    let training = &model.metadata().training;
+    let seeds = |key: &str| -> Vec<u64> {
+        training[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}"))
+            .iter()
+            .map(|m| m["seed"].as_u64().expect("seed"))
+            .collect()
+    };
+    assert_eq!(seeds("teachers"), [member_seed(5, 0), member_seed(5, 1)]);
+    assert_eq!(
+        seeds("members"),
+        [member_seed(5, 2)],
+        "one student, its own seed"
+    );
+    let net: seremotion_trainer::net::NetConfig =
+        serde_json::from_value(training["net"].clone()).expect("net config");
+    assert_eq!(
+        training["macs_per_window"].as_u64(),
+        Some(net.macs(model.window_frames()) as u64),
+        "one network runs per window, not three"
+    );
+    assert_eq!(training["distillation"]["temperature"], 2.0);
+    let report = std::fs::read_to_string(opts.out.join("REPORT.md")).unwrap();
+    assert!(report.contains("distilled from 2 networks"), "{report}");
+    assert!(!report.contains("x 2 members"), "{report}");
+
+    // Refit has no schedule for a student: refused before any work.
+    let refused = train_command(&TrainOptions {
+        refit: true,
+        ..opts.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("--distill and --refit"), "{refused}");
     std::fs::remove_dir_all(dir).unwrap();
 }
