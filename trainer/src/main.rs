@@ -290,7 +290,7 @@ struct CvArgs {
     val_fraction: f64,
     /// Train N networks a partition from different seeds and score each, and
     /// the ensembles of the first 2..=N, on the same test speakers.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULTS.ensemble as u64, value_parser = clap::value_parser!(u64).range(1..))]
     ensemble: u64,
 }
 
