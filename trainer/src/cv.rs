@@ -28,7 +28,7 @@ use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::net::{Classifier, Ensemble};
 use crate::run::{self, TrainOptions};
-use crate::train::{self, ClipFeatures, EpochLog, Teacher, TrainConfig, TrainOutcome};
+use crate::train::{self, ClipFeatures, EpochLog, TrainConfig, TrainOutcome};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -457,23 +457,16 @@ fn run_partition(
         }
     }
     if let Some(how) = t.distill {
-        // One more network of the element's size, from a seed none of the
-        // members had, taught by all of them.
+        // One more network of the element's size, taught by all members.
         let n = members.len();
-        let seed = run::member_seed(t.seed, n);
-        eprintln!("   student of {n} (seed {seed})");
         let teachers = Ensemble::new(members.iter().map(|m| m.model.clone()).collect());
-        let teacher = Teacher {
-            model: &teachers,
+        let student = run::train_student(
+            &cfg,
+            &teachers,
             how,
-        };
-        let student_cfg = TrainConfig { seed, ..cfg };
-        let student = train::train_with_teacher(
-            &student_cfg,
             &features,
             &train_set,
             &val_set,
-            Some(&teacher),
             print_epoch,
         )?;
         let per_corpus = test_set.score(&student.model);

@@ -262,6 +262,11 @@ impl Ensemble {
         Self { members }
     }
 
+    /// How many networks it averages.
+    pub fn n_members(&self) -> usize {
+        self.members.len()
+    }
+
     /// `[batch, n_features, n_frames]` -> mean logits `[batch, n_labels]`. A
     /// single member is returned as it is, so its graph has no extra nodes.
     pub fn forward(&self, features: Tensor<3>) -> Tensor<2> {

@@ -18,7 +18,9 @@ use seremotion_core::model::writer::embed_metadata;
 use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use crate::split::{self, SplitConfig};
-use crate::train::{self, ClipFeatures, Distillation, Teacher, TrainConfig, Utterance};
+use crate::train::{
+    self, ClipFeatures, Distillation, Teacher, TrainConfig, TrainOutcome, Utterance,
+};
 use crate::{augment, eval, export};
 
 /// What the shipped model's training data allows.
@@ -392,6 +394,39 @@ pub fn member_seed(seed: u64, k: usize) -> u64 {
     derived_seed(seed, k)
 }
 
+/// A student of the networks of `teachers`, trained on `cfg` but from seed
+/// `member_seed(cfg.seed, n)` for `n` teachers, which no member had: one place
+/// for `train --distill` and `cv --distill`, so cross-validation scores the
+/// student `train` exports.
+pub fn train_student(
+    cfg: &TrainConfig,
+    teachers: &Ensemble,
+    how: Distillation,
+    features: &FeatureConfig,
+    train_set: &[ClipFeatures],
+    val_set: &[ClipFeatures],
+    progress: impl FnMut(&train::EpochLog, usize),
+) -> Result<TrainOutcome> {
+    let n = teachers.n_members();
+    let seed = member_seed(cfg.seed, n);
+    eprintln!("student of {n} (seed {seed})");
+    let teacher = Teacher {
+        model: teachers,
+        how,
+    };
+    train::train_with_teacher(
+        &TrainConfig {
+            seed,
+            ..cfg.clone()
+        },
+        features,
+        train_set,
+        val_set,
+        Some(&teacher),
+        progress,
+    )
+}
+
 /// The training loop's settings for options `o`: one place for both `train`
 /// and `cv`.
 pub fn train_config(
@@ -598,19 +633,14 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     // A student learns from the whole ensemble and is exported alone.
     let mut teacher_records = Vec::new();
     if let Some(how) = o.distill {
-        let seed = member_seed(o.seed, o.ensemble);
-        eprintln!("student of {} (seed {seed})", o.ensemble);
-        let teacher = Teacher { model: &model, how };
         let t = Instant::now();
-        let outcome = train::train_with_teacher(
-            &TrainConfig {
-                seed,
-                ..cfg.clone()
-            },
+        let outcome = train_student(
+            &cfg,
+            &model,
+            how,
             &features,
             &train_set,
             &val_set,
-            Some(&teacher),
             progress_printer(t),
         )?;
         let seconds = t.elapsed().as_secs_f64();
@@ -622,7 +652,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         teacher_records = std::mem::replace(
             &mut member_records,
             vec![json!({
-                "seed": seed,
+                "seed": member_seed(o.seed, o.ensemble),
                 "best_epoch": outcome.best_epoch,
                 "best_val_ua": outcome.best_val_ua,
                 "refit": Value::Null,

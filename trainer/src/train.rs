@@ -654,20 +654,35 @@ pub struct Teacher<'a> {
     pub how: Distillation,
 }
 
-impl Teacher<'_> {
-    /// The teacher's softened probabilities `[batch, n_labels]` on a batch of
-    /// windows, on `device` as constants (no gradient flows into them).
-    fn targets(
-        &self,
-        model: &Ensemble,
-        input: &[f32],
-        shape: [usize; 3],
-        device: &Device,
-    ) -> Tensor<2> {
-        let x = Tensor::<3>::from_data(TensorData::new(input.to_vec(), shape), &Device::flex());
-        let p = softmax(model.logits(x).div_scalar(self.how.temperature), 1);
-        Tensor::<2>::from_data(p.into_data(), device)
-    }
+/// The teachers' softened probabilities `[batch, n_labels]` on a batch of
+/// windows, as constants on `device`. `teachers` answer in inference mode on
+/// the plain device.
+fn teacher_targets(
+    teachers: &Ensemble,
+    how: Distillation,
+    input: &[f32],
+    shape: [usize; 3],
+    device: &Device,
+) -> Tensor<2> {
+    let x = Tensor::<3>::from_data(TensorData::new(input.to_vec(), shape), &Device::flex());
+    let p = softmax(teachers.logits(x).div_scalar(how.temperature), 1);
+    Tensor::<2>::from_data(p.into_data(), device)
+}
+
+/// The KL divergence of the student's softened answer from the teachers'
+/// `targets`, scaled by T^2 so its gradients stay comparable to the labels'
+/// as T grows.
+fn distillation_loss(
+    targets: Tensor<2>,
+    how: Distillation,
+    student_logits: Tensor<2>,
+) -> Tensor<1> {
+    let log_q = log_softmax(student_logits.div_scalar(how.temperature), 1);
+    let log_p = targets.clone().clamp_min(1e-12).log();
+    (targets * (log_p - log_q))
+        .sum_dim(1)
+        .mean()
+        .mul_scalar(how.temperature * how.temperature)
 }
 
 /// Trains `cfg.net` on `train` with early stopping on `val`'s UA.
@@ -718,7 +733,7 @@ pub fn train_with_teacher(
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut model = cfg.net.init(&device);
     // Teachers answer in inference mode on the plain device.
-    let teacher_model = teacher.map(|t| t.model.valid().to_device(&Device::flex()));
+    let teacher = teacher.map(|t| (t.model.valid().to_device(&Device::flex()), t.how));
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
@@ -789,13 +804,15 @@ pub fn train_with_teacher(
                     let partner_labels: Vec<i64> = partner.iter().map(|&j| labels[j]).collect();
                     (lambda, partner_labels)
                 });
-            let soft_targets = teacher
-                .zip(teacher_model.as_ref())
-                .map(|(t, m)| t.targets(m, &input, [b, nf, len], &device));
+            let targets = teacher.as_ref().map(|(teachers, how)| {
+                let p = teacher_targets(teachers, *how, &input, [b, nf, len], &device);
+                (p, *how)
+            });
             let x = Tensor::<3>::from_data(TensorData::new(input, [b, nf, len]), &device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &device);
             let logits = model.forward(x);
-            let student = soft_targets.as_ref().map(|_| logits.clone());
+            let distilled =
+                targets.map(|(p, how)| (distillation_loss(p, how, logits.clone()), how.weight));
             let pred: Vec<i64> = logits
                 .clone()
                 .detach()
@@ -824,21 +841,9 @@ pub fn train_with_teacher(
                         + loss_fn.forward(logits, y_b).mul_scalar(1.0 - lambda)
                 }
             };
-            let loss = match (teacher, soft_targets, student) {
-                (Some(Teacher { how, .. }), Some(p), Some(logits)) => {
-                    let (temperature, weight) = (how.temperature, how.weight);
-                    // KL divergence from the teacher's softened answer,
-                    // scaled by T^2 so its gradients stay comparable to the
-                    // labels' as T grows.
-                    let log_q = log_softmax(logits.div_scalar(temperature), 1);
-                    let log_p = p.clone().clamp_min(1e-12).log();
-                    let soft = (p * (log_p - log_q))
-                        .sum_dim(1)
-                        .mean()
-                        .mul_scalar(temperature * temperature);
-                    loss.mul_scalar(1.0 - weight) + soft.mul_scalar(weight)
-                }
-                _ => loss,
+            let loss = match distilled {
+                Some((kl, weight)) => loss.mul_scalar(1.0 - weight) + kl.mul_scalar(weight),
+                None => loss,
             };
             let loss_value: f32 = loss.clone().detach().into_scalar::<f32>();
             loss_sum += f64::from(loss_value);
