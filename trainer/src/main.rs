@@ -169,6 +169,11 @@ struct Recipe {
     /// e.g. 0.2; 0 = off.
     #[arg(long = "mixup", default_value_t = DEFAULTS.mixup_alpha)]
     mixup_alpha: f64,
+    /// Train against a speaker adversary of this strength (gradient
+    /// reversal, ramped up over training), e.g. 0.3, so that windows keep as
+    /// little of the voice as they can; 0 = off. Not with --mixup.
+    #[arg(long, default_value_t = DEFAULTS.speaker_adversary)]
+    speaker_adversary: f64,
     /// Validate on the validation speakers through the telephone channel too.
     #[arg(long)]
     validate_telephone: bool,
@@ -204,6 +209,14 @@ impl Recipe {
         if self.channels.is_empty() || self.channels.contains(&0) {
             bail!("--channels needs one or more widths above 0");
         }
+        if !(self.speaker_adversary >= 0.0 && self.speaker_adversary.is_finite()) {
+            bail!("--speaker-adversary must be 0 (off) or above");
+        }
+        if self.speaker_adversary > 0.0 && self.mixup_alpha > 0.0 {
+            bail!(
+                "--speaker-adversary and --mixup cannot be combined: a blended window has two voices"
+            );
+        }
         if !(self.stream_prior_seconds > 0.0 && self.stream_prior_seconds <= 3600.0) {
             bail!("--stream-prior-seconds must be above 0 and at most 3600");
         }
@@ -223,6 +236,7 @@ impl Recipe {
             fmax: self.fmax,
             weight_average_decay: self.weight_average,
             mixup_alpha: self.mixup_alpha,
+            speaker_adversary: self.speaker_adversary,
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
             append_pitch: self.pitch,

@@ -117,6 +117,12 @@ impl NetConfig {
         total + self.pooling.width(c_in) * self.n_labels
     }
 
+    /// Width of the pooled vector per window that the classifier reads.
+    pub fn embedding_width(&self) -> usize {
+        self.pooling
+            .width(self.channels.last().copied().unwrap_or(0))
+    }
+
     pub fn init(&self, device: &Device) -> EmotionCnn {
         assert!(self.kernel % 2 == 1, "kernel size must be odd");
         assert!(!self.channels.is_empty(), "at least one block");
@@ -146,7 +152,7 @@ impl NetConfig {
             pooling: self.pooling,
             attention,
             dropout: DropoutConfig::new(self.dropout).init(),
-            head: LinearConfig::new(self.pooling.width(c_in), self.n_labels).init(device),
+            head: LinearConfig::new(self.embedding_width(), self.n_labels).init(device),
         }
     }
 }
@@ -184,6 +190,13 @@ const STD_FLOOR: f64 = 1e-5;
 impl EmotionCnn {
     /// `[batch, n_features, n_frames]` -> logits `[batch, n_labels]`.
     pub fn forward(&self, features: Tensor<3>) -> Tensor<2> {
+        self.forward_embedded(features).1
+    }
+
+    /// [`forward`](Self::forward) that also returns the pooled window vector
+    /// the classifier reads (`[batch, NetConfig::embedding_width]`), for
+    /// training losses on what the network keeps of a window.
+    pub fn forward_embedded(&self, features: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
         let mut x: Tensor<4> = features.unsqueeze_dim(2);
         let last = self.blocks.len() - 1;
         for (i, block) in self.blocks.iter().enumerate() {
@@ -194,7 +207,8 @@ impl EmotionCnn {
             x = block.dropout.forward(x);
         }
         let pooled = self.pool_time(x);
-        self.head.forward(self.dropout.forward(pooled))
+        let logits = self.head.forward(self.dropout.forward(pooled.clone()));
+        (pooled, logits)
     }
 
     /// `[batch, channels, 1, frames]` -> `[batch, channels]` (mean) or

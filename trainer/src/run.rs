@@ -59,6 +59,8 @@ pub struct TrainOptions {
     pub weight_average_decay: f64,
     /// See `TrainConfig::mixup_alpha`.
     pub mixup_alpha: f64,
+    /// See `TrainConfig::speaker_adversary`.
+    pub speaker_adversary: f64,
     /// After choosing the epoch count on validation, train again on training
     /// and validation speakers together for that many epochs.
     pub refit: bool,
@@ -117,6 +119,7 @@ impl Default for TrainOptions {
             // (models/EXPERIMENTS.md).
             weight_average_decay: 0.998,
             mixup_alpha: 0.0,
+            speaker_adversary: 0.0,
             refit: false,
             // Two networks from two seeds, their logits averaged: +1.6 clean
             // and +0.8 on the phone over the first alone, +2.0 / +1.4 over
@@ -456,6 +459,7 @@ pub fn train_config(
         mixup_alpha: o.mixup_alpha,
         fixed_schedule: None,
         validate_streams: o.validate_streams,
+        speaker_adversary: o.speaker_adversary,
         net,
     }
 }
@@ -771,8 +775,12 @@ fn progress_printer(started: Instant) -> impl FnMut(&train::EpochLog, usize) {
                 .collect();
             format!("val UA {:.3} ({})", log.val_ua, per.join(", "))
         };
+        let speaker = log
+            .speaker_loss
+            .map(|l| format!("  speaker loss {l:.3}"))
+            .unwrap_or_default();
         eprintln!(
-            "epoch {:>3}/{max}  loss {:.4}  train acc {:.3}  {val}  lr {:.1e}  {:.0} s  ETA <= {eta:.0} s",
+            "epoch {:>3}/{max}  loss {:.4}{speaker}  train acc {:.3}  {val}  lr {:.1e}  {:.0} s  ETA <= {eta:.0} s",
             log.epoch, log.loss, log.train_accuracy, log.lr, log.seconds,
         );
     }
@@ -969,6 +977,18 @@ pub fn render_report(t: &Value, name: &str) -> String {
             s,
             "Trained with mixup: each batch blended with a shuffled copy of itself, \
              weight ~ Beta({alpha}, {alpha}), labels blended alike.\n"
+        );
+    }
+    if let Some(strength) = t["train_config"]["speaker_adversary"]
+        .as_f64()
+        .filter(|&a| a > 0.0)
+    {
+        let _ = writeln!(
+            s,
+            "Trained against a speaker adversary (gradient reversal, strength \
+             ramping up to {strength}): a linear classifier guessed each window's \
+             training speaker from the pooled vector, and the network learnt to \
+             defeat it.\n"
         );
     }
     let _ = writeln!(s, "## Held-out results\n");

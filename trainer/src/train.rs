@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
+use burn::nn::LinearConfig;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
@@ -127,6 +128,13 @@ pub struct TrainConfig {
     /// clip UA and the UA of each validation speaker's clips heard as one
     /// stream, so the checkpoint suits calls as well as lone clips.
     pub validate_streams: bool,
+    /// Strength of a speaker adversary (0 = off): a linear classifier learns
+    /// which training speaker each window's pooled vector comes from, and the
+    /// network is trained against it through a gradient reversal (Ganin and
+    /// Lempitsky 2015), so that what it keeps of a window tells the emotion
+    /// and as little as it can of whose voice it is. The strength ramps up
+    /// from 0 over training; the classifier is never exported.
+    pub speaker_adversary: f64,
     pub net: NetConfig,
 }
 
@@ -138,6 +146,11 @@ pub struct EpochLog {
     pub train_accuracy: f32,
     pub val_ua: f32,
     pub val_ua_per_corpus: Vec<(String, f32)>,
+    /// Mean cross-entropy of the speaker adversary's guesses (absent when it
+    /// is off); near the log of the speaker count when the windows' pooled
+    /// vectors carry no trace of the voice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker_loss: Option<f32>,
     pub lr: f64,
     pub seconds: f64,
 }
@@ -732,6 +745,25 @@ pub fn train_with_teacher(
     device.seed(cfg.seed);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut model = cfg.net.init(&device);
+    ensure!(
+        cfg.speaker_adversary >= 0.0 && cfg.speaker_adversary.is_finite(),
+        "the speaker adversary's strength must be 0 (off) or above, not {}",
+        cfg.speaker_adversary
+    );
+    ensure!(
+        cfg.speaker_adversary == 0.0 || cfg.mixup_alpha == 0.0,
+        "a speaker adversary and mixup cannot be combined: a blended window has two voices"
+    );
+    // Made after the network so that the network's initial weights do not
+    // depend on whether an adversary trains beside it.
+    let speaker_ids = (cfg.speaker_adversary > 0.0).then(|| speaker_indices(train));
+    let mut adversary = speaker_ids.as_ref().map(|(_, n_speakers)| {
+        LinearConfig::new(cfg.net.embedding_width(), *n_speakers).init(&device)
+    });
+    let mut adversary_optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init();
+    let speaker_loss_fn = CrossEntropyLossConfig::new().init(&device);
     // Teachers answer in inference mode on the plain device.
     let teacher = teacher.map(|t| (t.model.valid().to_device(&Device::flex()), t.how));
     let mut optim = AdamWConfig::new()
@@ -763,6 +795,7 @@ pub fn train_with_teacher(
         }
         let t0 = Instant::now();
         let mut loss_sum = 0f64;
+        let mut speaker_loss_sum = 0f64;
         let mut correct = 0usize;
         let mut seen = 0usize;
         for _ in 0..n_batches {
@@ -774,6 +807,7 @@ pub fn train_with_teacher(
             let b = cfg.batch_size;
             let mut input = vec![0f32; b * nf * len];
             let mut labels = Vec::with_capacity(b);
+            let mut speakers = Vec::new();
             for out in input.chunks_exact_mut(nf * len) {
                 let index = sampler.sample(&mut rng);
                 let clip = &train[index];
@@ -796,6 +830,9 @@ pub fn train_with_teacher(
                 );
                 spec_augment(out, nf, len, cfg.freq_mask, cfg.time_mask, &mut rng);
                 labels.push(clip.label as i64);
+                if let Some((ids, _)) = &speaker_ids {
+                    speakers.push(ids[index] as i64);
+                }
             }
             // Off (alpha 0) draws nothing from `rng`, so the default recipe
             // still reproduces its model bit for bit.
@@ -810,7 +847,7 @@ pub fn train_with_teacher(
             });
             let x = Tensor::<3>::from_data(TensorData::new(input, [b, nf, len]), &device);
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &device);
-            let logits = model.forward(x);
+            let (embedding, logits) = model.forward_embedded(x);
             let distilled =
                 targets.map(|(p, how)| (distillation_loss(p, how, logits.clone()), how.weight));
             let pred: Vec<i64> = logits
@@ -847,8 +884,26 @@ pub fn train_with_teacher(
             };
             let loss_value: f32 = loss.clone().detach().into_scalar::<f32>();
             loss_sum += f64::from(loss_value);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            let loss = match &adversary {
+                Some(head) => {
+                    let strength = cfg.speaker_adversary * adversary_ramp(epoch, max_epochs);
+                    let guess = head.forward(reverse_gradient(embedding, strength));
+                    let y_speaker =
+                        Tensor::<1, Int>::from_data(TensorData::new(speakers, [b]), &device);
+                    let speaker_loss = speaker_loss_fn.forward(guess, y_speaker);
+                    speaker_loss_sum +=
+                        f64::from(speaker_loss.clone().detach().into_scalar::<f32>());
+                    loss + speaker_loss
+                }
+                None => loss,
+            };
+            let mut grads = loss.backward();
+            let model_grads = GradientsParams::from_module(&mut grads, &model);
+            model = optim.step(lr, model, model_grads);
+            if let Some(head) = adversary.take() {
+                let head_grads = GradientsParams::from_module(&mut grads, &head);
+                adversary = Some(adversary_optim.step(lr, head, head_grads));
+            }
             average.update(&model);
         }
 
@@ -888,6 +943,9 @@ pub fn train_with_teacher(
             train_accuracy: correct as f32 / seen.max(1) as f32,
             val_ua,
             val_ua_per_corpus: per_corpus,
+            speaker_loss: adversary
+                .is_some()
+                .then(|| (speaker_loss_sum / n_batches as f64) as f32),
             lr,
             seconds: t0.elapsed().as_secs_f64(),
         };
@@ -919,6 +977,36 @@ pub fn train_with_teacher(
         best_val_ua,
         history,
     })
+}
+
+/// Each training clip's speaker as an index, and the number of speakers
+/// (a speaker is a corpus and a speaker name: corpora reuse names).
+fn speaker_indices(clips: &[ClipFeatures]) -> (Vec<usize>, usize) {
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let ids = clips
+        .iter()
+        .map(|c| {
+            let next = index.len();
+            *index.entry((&c.corpus, &c.speaker)).or_insert(next)
+        })
+        .collect();
+    (ids, index.len())
+}
+
+/// Share of the speaker adversary's full strength in `epoch` (1-based) of
+/// `max_epochs`: Ganin and Lempitsky's 2 / (1 + exp(-10 p)) - 1, so the
+/// network first learns the emotions before it is pushed off the voices.
+pub fn adversary_ramp(epoch: usize, max_epochs: usize) -> f64 {
+    let p = epoch.saturating_sub(1) as f64 / max_epochs.max(1) as f64;
+    2.0 / (1.0 + (-10.0 * p).exp()) - 1.0
+}
+
+/// The identity going forward; going back, the gradient times `-strength`.
+/// Whatever follows learns to read `x`, while what made `x` learns to make
+/// it unreadable.
+pub fn reverse_gradient<const D: usize>(x: Tensor<D>, strength: f64) -> Tensor<D> {
+    // (1 + s) x - s x is x, but only the second term carries a gradient.
+    x.clone().detach().mul_scalar(1.0 + strength) - x.mul_scalar(strength)
 }
 
 /// Exponential moving average of every float tensor of a module: weights and
@@ -1101,6 +1189,38 @@ mod tests {
         let mut raw = WeightAverage::new(0.0);
         raw.update(&a);
         assert_eq!(float_tensors(&raw.apply(b.clone())), fb);
+    }
+
+    #[test]
+    fn gradient_reversal_is_the_identity_forward_and_flips_the_gradient() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<1>::from_data([1.0f32, -2.0, 3.0], &device).require_grad();
+        let y = reverse_gradient(x.clone(), 0.5);
+        let values = y.clone().into_data().try_into_vec::<f32>().expect("floats");
+        assert_eq!(values, [1.0, -2.0, 3.0]);
+        let grads = y.mul_scalar(3.0).sum().backward();
+        let grad = x
+            .grad(&grads)
+            .expect("a gradient")
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("floats");
+        for g in grad {
+            assert!((g + 1.5).abs() < 1e-6, "3 * -0.5, got {g}");
+        }
+    }
+
+    #[test]
+    fn the_adversary_ramps_from_zero_towards_full_strength() {
+        assert_eq!(adversary_ramp(1, 60), 0.0);
+        let ramp: Vec<f64> = (1..=60).map(|e| adversary_ramp(e, 60)).collect();
+        assert!(ramp.windows(2).all(|w| w[1] > w[0]), "rises every epoch");
+        assert!(
+            (0.45..0.5).contains(&ramp[6]),
+            "about half by a tenth: {}",
+            ramp[6]
+        );
+        assert!(ramp[59] > 0.99 && ramp[59] < 1.0);
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
         mixup_alpha: 0.0,
         fixed_schedule: None,
         validate_streams: false,
+        speaker_adversary: 0.0,
         net,
     }
 }
