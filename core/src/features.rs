@@ -520,6 +520,24 @@ impl FeatureConfig {
             + 2 * usize::from(self.append_pitch)
     }
 
+    /// Where `hz` falls among the log-mel rows, as a fractional row index:
+    /// row `i`'s filter peaks at `i`, and a frequency between two peaks lies
+    /// between their rows in proportion on the mel scale. Below the first
+    /// peak or above the last the index runs past `0` or `n_mels - 1`.
+    pub fn mel_row_position(&self, hz: f64) -> f64 {
+        let (mel_lo, mel_hi) = (
+            hz_to_mel(f64::from(self.fmin)),
+            hz_to_mel(f64::from(self.fmax)),
+        );
+        let step = (mel_hi - mel_lo) / (self.n_mels + 1) as f64;
+        (hz_to_mel(hz) - mel_lo) / step - 1.0
+    }
+
+    /// The frequency in Hz at which each log-mel row's filter peaks.
+    pub fn mel_row_centres(&self) -> Vec<f64> {
+        mel_edges_hz(self)[1..=self.n_mels].to_vec()
+    }
+
     /// Frames per second of audio.
     pub fn frame_rate(&self) -> f64 {
         f64::from(self.sample_rate) / self.hop_length as f64
@@ -584,23 +602,7 @@ fn mel_filterbank(cfg: &FeatureConfig) -> Vec<MelBand> {
     let n_bins = cfg.n_fft / 2 + 1;
     let sr = f64::from(cfg.sample_rate);
     let fft_freq = |k: usize| k as f64 * (sr / 2.0) / (n_bins - 1).max(1) as f64;
-    let (mel_lo, mel_hi) = (
-        hz_to_mel(f64::from(cfg.fmin)),
-        hz_to_mel(f64::from(cfg.fmax)),
-    );
-    let n_pts = cfg.n_mels + 2;
-    // np.linspace(min_mel, max_mel, n_mels + 2), then back to Hz.
-    let edges: Vec<f64> = (0..n_pts)
-        .map(|i| {
-            let step = (mel_hi - mel_lo) / (n_pts - 1) as f64;
-            let mel = if i == n_pts - 1 {
-                mel_hi
-            } else {
-                mel_lo + i as f64 * step
-            };
-            mel_to_hz(mel)
-        })
-        .collect();
+    let edges = mel_edges_hz(cfg);
     (0..cfg.n_mels)
         .map(|m| {
             let (lo, mid, hi) = (edges[m], edges[m + 1], edges[m + 2]);
@@ -624,6 +626,28 @@ fn mel_filterbank(cfg: &FeatureConfig) -> Vec<MelBand> {
                 start: start.unwrap_or(0),
                 weights,
             }
+        })
+        .collect()
+}
+
+/// The `n_mels + 2` corners of the triangular filters in Hz: filter `m`
+/// rises from `edges[m]`, peaks at `edges[m + 1]` and ends at `edges[m + 2]`
+/// (librosa: `np.linspace(min_mel, max_mel, n_mels + 2)`, back to Hz).
+fn mel_edges_hz(cfg: &FeatureConfig) -> Vec<f64> {
+    let (mel_lo, mel_hi) = (
+        hz_to_mel(f64::from(cfg.fmin)),
+        hz_to_mel(f64::from(cfg.fmax)),
+    );
+    let n_pts = cfg.n_mels + 2;
+    (0..n_pts)
+        .map(|i| {
+            let step = (mel_hi - mel_lo) / (n_pts - 1) as f64;
+            let mel = if i == n_pts - 1 {
+                mel_hi
+            } else {
+                mel_lo + i as f64 * step
+            };
+            mel_to_hz(mel)
         })
         .collect()
 }
@@ -1590,6 +1614,33 @@ mod tests {
         assert!((hz_to_mel(500.0) - 7.5).abs() < 1e-12);
         for hz in [0.0, 20.0, 999.0, 1000.0, 4000.0, 8000.0] {
             assert!((mel_to_hz(hz_to_mel(hz)) - hz).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn each_row_centre_sits_at_its_own_row_position() {
+        let cfg = FeatureConfig::default_model();
+        let centres = cfg.mel_row_centres();
+        assert_eq!(centres.len(), cfg.n_mels);
+        for (i, &hz) in centres.iter().enumerate() {
+            assert!(
+                (cfg.mel_row_position(hz) - i as f64).abs() < 1e-9,
+                "row {i}"
+            );
+        }
+        assert!(centres.windows(2).all(|w| w[1] > w[0]));
+        // Each centre is where its filter's weights peak.
+        let bands = mel_filterbank(&cfg);
+        let bin_hz = f64::from(cfg.sample_rate) / cfg.n_fft as f64;
+        for (band, &hz) in bands.iter().zip(&centres).skip(8) {
+            let peak = band
+                .weights
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(k, _)| (band.start + k) as f64 * bin_hz)
+                .expect("a non-empty band");
+            assert!((peak - hz).abs() <= bin_hz, "{peak} vs {hz}");
         }
     }
 

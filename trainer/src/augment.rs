@@ -5,6 +5,7 @@
 //! are applied to training clips only, after the split.
 
 use rand::Rng;
+use seremotion_core::features::{FeatureConfig, FeatureKind};
 
 /// Highest peak gain changes may produce: just under full scale, so a later
 /// conversion to 16-bit cannot wrap.
@@ -452,6 +453,43 @@ pub fn gain_db(x: &[f32], db: f32) -> Vec<f32> {
 }
 
 // ---------------------------------------------------------------------------
+// Vocal tract length
+
+/// Moves the spectral envelope of log-mel `frames` (`cfg`'s layout, frame
+/// after frame) by the factor `alpha` in frequency, as a longer (`alpha <
+/// 1`) or shorter (`alpha > 1`) vocal tract would: each log-mel row takes
+/// the value found at its centre frequency divided by `alpha`, interpolated
+/// between rows on the mel scale (Jaitly and Hinton's VTLP, 2013). The other
+/// rows (level, pitch) stay, so formants move apart from the voice's pitch,
+/// which [`pitch_shift`] cannot do. MFCC frames are left as they are.
+pub fn warp_formants(cfg: &FeatureConfig, frames: &mut [f32], alpha: f64) {
+    let n_features = cfg.n_features();
+    let n_mels = cfg.n_mels;
+    if cfg.kind != FeatureKind::LogMel || n_mels < 2 || n_features == 0 || alpha <= 0.0 {
+        return;
+    }
+    // Each row reads (lower row, weight of the upper row).
+    let taps: Vec<(usize, f32)> = cfg
+        .mel_row_centres()
+        .iter()
+        .map(|&hz| {
+            let at = cfg
+                .mel_row_position(hz / alpha)
+                .clamp(0.0, (n_mels - 1) as f64);
+            let lower = (at.floor() as usize).min(n_mels - 2);
+            (lower, (at - lower as f64) as f32)
+        })
+        .collect();
+    let mut source = vec![0f32; n_mels];
+    for frame in frames.chunks_exact_mut(n_features) {
+        source.copy_from_slice(&frame[..n_mels]);
+        for (out, &(lower, w)) in frame.iter_mut().zip(&taps) {
+            *out = (1.0 - w) * source[lower] + w * source[lower + 1];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Random chains
 
 /// Probabilities and ranges of [`augment_random`]. Ranges are `(low, high)`,
@@ -477,6 +515,11 @@ pub struct AugmentConfig {
     /// Telephone renditions go through a [`PhoneLine::random`] line instead
     /// of [`PhoneLine::STANDARD`].
     pub varied_lines: bool,
+    /// Chance that a rendition's features get [`warp_formants`], and the
+    /// range of its factor. Applied to features, not audio, by whoever
+    /// computes them ([`draw_formant_warp`]).
+    pub formant_warp_prob: f32,
+    pub formant_warp: (f32, f32),
 }
 
 impl Default for AugmentConfig {
@@ -495,6 +538,8 @@ impl Default for AugmentConfig {
             pink_share: 0.5,
             telephone_prob: 0.25,
             varied_lines: false,
+            formant_warp_prob: 0.0,
+            formant_warp: (0.9, 1.1),
         }
     }
 }
@@ -541,6 +586,16 @@ pub fn augment_random<R: Rng + ?Sized>(
         y = telephone_line(&y, sample_rate, line);
     }
     y
+}
+
+/// The factor for [`warp_formants`] of one rendition, if `cfg` draws one.
+/// Draws nothing from `rng` when the warp is off, so recipes without it
+/// keep their renditions bit for bit.
+pub fn draw_formant_warp<R: Rng + ?Sized>(cfg: &AugmentConfig, rng: &mut R) -> Option<f64> {
+    if cfg.formant_warp_prob <= 0.0 || !chance(rng, cfg.formant_warp_prob) {
+        return None;
+    }
+    Some(f64::from(uniform(rng, cfg.formant_warp)))
 }
 
 fn chance<R: Rng + ?Sized>(rng: &mut R, p: f32) -> bool {
@@ -787,6 +842,58 @@ mod tests {
         let low = sine(100.0, 0.3, len);
         let low_db = 10.0 * (mid(&telephone(&low, SR)) / mid(&low)).log10();
         assert!(low_db < -15.0, "100 Hz only {low_db} dB down");
+    }
+
+    #[test]
+    fn formant_warp_moves_a_tone_to_the_row_of_the_warped_frequency() {
+        let cfg = FeatureConfig::default_model();
+        let nf = cfg.n_features();
+        let frame_of = |hz: f32| {
+            let m =
+                seremotion_core::features::extract(&cfg, &sine(hz, 0.3, 16000)).expect("features");
+            m.data[10 * nf..11 * nf].to_vec()
+        };
+        let peak = |frame: &[f32]| {
+            (0..cfg.n_mels)
+                .max_by(|&a, &b| frame[a].total_cmp(&frame[b]))
+                .expect("rows")
+        };
+        let tone = frame_of(1500.0);
+        let mut same = tone.clone();
+        warp_formants(&cfg, &mut same, 1.0);
+        for (a, b) in same.iter().zip(&tone) {
+            assert!((a - b).abs() < 1e-4, "alpha 1 keeps the frame");
+        }
+        for alpha in [0.9, 1.1] {
+            let mut warped = tone.clone();
+            warp_formants(&cfg, &mut warped, alpha);
+            let moved_to = frame_of(1500.0 * alpha as f32);
+            assert_eq!(peak(&warped), peak(&moved_to), "alpha {alpha}");
+            assert_ne!(peak(&warped), peak(&tone), "alpha {alpha} moves the peak");
+            // Level and pitch rows are not spectral envelope.
+            assert_eq!(warped[cfg.n_mels..], tone[cfg.n_mels..]);
+        }
+    }
+
+    #[test]
+    fn formant_warp_is_drawn_only_when_asked_for() {
+        let off = AugmentConfig::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        assert!((0..100).all(|_| draw_formant_warp(&off, &mut rng).is_none()));
+        assert_eq!(
+            rng.random::<u64>(),
+            ChaCha8Rng::seed_from_u64(4).random::<u64>(),
+            "off draws nothing"
+        );
+        let on = AugmentConfig {
+            formant_warp_prob: 0.5,
+            ..AugmentConfig::default()
+        };
+        let drawn: Vec<f64> = (0..400)
+            .filter_map(|_| draw_formant_warp(&on, &mut rng))
+            .collect();
+        assert!((150..250).contains(&drawn.len()), "{} of 400", drawn.len());
+        assert!(drawn.iter().all(|a| (0.9..=1.1).contains(a)));
     }
 
     #[test]

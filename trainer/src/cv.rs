@@ -277,9 +277,16 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
             Some(t.copies),
             window_frames,
             t.seed,
-            t.varied_phone_lines,
+            &run::augment_config(t),
         )?,
-        clean: run::prepare(&clips, &base, None, window_frames, t.seed, false)?,
+        clean: run::prepare(
+            &clips,
+            &base,
+            None,
+            window_frames,
+            t.seed,
+            &run::augment_config(t),
+        )?,
         phone: run::prepare_telephone(&clips, &base, window_frames)?
             .into_iter()
             .map(|mut c| {
@@ -660,6 +667,20 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         )),
         seconds
     );
+    if t.formant_warp {
+        let _ = writeln!(
+            s,
+            "Half the training renditions had their formants moved by a factor of 0.9-1.1.\n"
+        );
+    }
+    if t.speaker_adversary > 0.0 {
+        let _ = writeln!(
+            s,
+            "Trained against a speaker adversary through a gradient reversal, strength \
+             ramping up to {}.\n",
+            t.speaker_adversary
+        );
+    }
     let _ = writeln!(
         s,
         "| protocol | recipe | corpus | folds | clean UA | phone UA | lost on the phone \
@@ -767,6 +788,8 @@ fn write_outputs(
         "channels": o.train.channels,
         "pooling": o.train.pooling,
         "varied_phone_lines": o.train.varied_phone_lines,
+        "formant_warp": o.train.formant_warp,
+        "speaker_adversary": o.train.speaker_adversary,
         "append_pitch": o.train.append_pitch,
         "ensemble": o.train.ensemble,
         "distill": o.train.distill,

@@ -187,6 +187,11 @@ struct Recipe {
     /// mu-law 300-3400 Hz line (which validation and the phone figures use).
     #[arg(long)]
     varied_phone_lines: bool,
+    /// Move the formants of half the training renditions by a factor drawn
+    /// from 0.9-1.1 (vocal tract length perturbation on the log-mel rows;
+    /// pitch and level rows stay): other vocal tracts for every voice.
+    #[arg(long)]
+    formant_warp: bool,
     /// With --normalization subtract-stream-mean: seconds of speech after
     /// which a stream's own voice counts as much as the training voices' mean.
     #[arg(long, default_value_t = DEFAULTS.stream_prior_seconds)]
@@ -239,6 +244,7 @@ impl Recipe {
             speaker_adversary: self.speaker_adversary,
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
+            formant_warp: self.formant_warp,
             append_pitch: self.pitch,
             validate_streams: self.validate_streams,
             stream_prior_seconds: self.stream_prior_seconds,

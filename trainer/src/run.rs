@@ -77,6 +77,10 @@ pub struct TrainOptions {
     /// Telephone renditions through lines of either G.711 law and varied
     /// pass bands instead of the standard mu-law 300-3400 Hz line.
     pub varied_phone_lines: bool,
+    /// Half the training renditions get their formants moved by a factor
+    /// of 0.9-1.1 (`augment::warp_formants`): other vocal tracts for the same
+    /// voice.
+    pub formant_warp: bool,
     /// Append the pitch and harmonicity rows to every frame.
     pub append_pitch: bool,
     /// With a voice baseline, choose checkpoints on validation speakers'
@@ -130,6 +134,7 @@ impl Default for TrainOptions {
             distill: None,
             validate_telephone: false,
             varied_phone_lines: false,
+            formant_warp: false,
             append_pitch: FeatureConfig::default_model().append_pitch,
             validate_streams: false,
             val_into_train: Vec::new(),
@@ -213,30 +218,30 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
 /// corpus fingerprint; kept above the speech gate for the quietest corpus),
 /// telephone a little more often than the library default (phone calls are a
 /// main use).
-fn augment_config(varied_lines: bool) -> augment::AugmentConfig {
+pub fn augment_config(o: &TrainOptions) -> augment::AugmentConfig {
     augment::AugmentConfig {
         gain_prob: 1.0,
         gain_db: (-12.0, 12.0),
         telephone_prob: 0.35,
-        varied_lines,
+        varied_lines: o.varied_phone_lines,
+        formant_warp_prob: if o.formant_warp { 0.5 } else { 0.0 },
         ..Default::default()
     }
 }
 
 /// Features of every clip. Clips to score (`copies` `None`) stay as they
 /// are; training clips (`Some(n)`) are padded to at least `window_frames`
-/// frames, since training crops whole windows, and get `n` augmented
-/// renditions besides.
+/// frames, since training crops whole windows, and get `n` renditions
+/// augmented as `aug` says besides.
 pub fn prepare(
     clips: &[Clip],
     cfg: &FeatureConfig,
     copies: Option<usize>,
     window_frames: usize,
     seed: u64,
-    varied_lines: bool,
+    aug: &augment::AugmentConfig,
 ) -> Result<Vec<ClipFeatures>> {
     let min_len = samples_for(cfg, window_frames);
-    let aug = augment_config(varied_lines);
     train::par_map(clips, |i, clip| {
         let mut rng = StdRng::seed_from_u64(derived_seed(seed, i));
         let audio =
@@ -254,12 +259,14 @@ pub fn prepare(
             let mut x = audio.clone();
             // Room for time-stretching to shorten the clip.
             pad_with_noise(&mut x, min_len * 5 / 4, &mut rng);
-            let mut x = augment::augment_random(&x, cfg.sample_rate, &aug, &mut rng);
+            let mut x = augment::augment_random(&x, cfg.sample_rate, aug, &mut rng);
             pad_with_noise(&mut x, min_len, &mut rng);
-            versions.push(Arc::new(
-                Utterance::from_audio(cfg, &x, window_frames)
-                    .with_context(|| clip.path.display().to_string())?,
-            ));
+            let mut rendition = Utterance::from_audio(cfg, &x, window_frames)
+                .with_context(|| clip.path.display().to_string())?;
+            if let Some(alpha) = augment::draw_formant_warp(aug, &mut rng) {
+                augment::warp_formants(cfg, &mut rendition.frames, alpha);
+            }
+            versions.push(Arc::new(rendition));
         }
         Ok(clip_features(clip, clip.corpus.clone(), versions))
     })
@@ -569,9 +576,16 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         Some(o.copies),
         window_frames,
         o.seed,
-        o.varied_phone_lines,
+        &augment_config(o),
     )?;
-    let mut val_set = prepare(&split.val, &features, None, window_frames, o.seed, false)?;
+    let mut val_set = prepare(
+        &split.val,
+        &features,
+        None,
+        window_frames,
+        o.seed,
+        &augment_config(o),
+    )?;
     if o.validate_telephone {
         val_set.extend(prepare_telephone(&split.val, &features, window_frames)?);
     }
@@ -603,7 +617,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             Some(o.copies),
             window_frames,
             !o.seed,
-            o.varied_phone_lines,
+            &augment_config(o),
         )?;
         combined.extend(train_set.iter().cloned());
         Some(combined)
@@ -689,6 +703,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "augmented_copies": o.copies,
         "validate_telephone": o.validate_telephone,
         "varied_phone_lines": o.varied_phone_lines,
+        "formant_warp": o.formant_warp,
         "validate_streams": o.validate_streams,
         // Voices the model heard (trained on) and that chose its checkpoint:
         // `eval` reports clips of either apart from held-out figures.
@@ -979,6 +994,13 @@ pub fn render_report(t: &Value, name: &str) -> String {
              weight ~ Beta({alpha}, {alpha}), labels blended alike.\n"
         );
     }
+    if t["formant_warp"].as_bool() == Some(true) {
+        let _ = writeln!(
+            s,
+            "Half the training renditions had their formants moved by a factor of \
+             0.9-1.1 (the log-mel rows warped in frequency; pitch and level rows kept).\n"
+        );
+    }
     if let Some(strength) = t["train_config"]["speaker_adversary"]
         .as_f64()
         .filter(|&a| a > 0.0)
@@ -1172,7 +1194,8 @@ mod tests {
         let cfg = FeatureConfig::default_model();
         let window = 99;
         let frames = |copies| {
-            let prepared = prepare(std::slice::from_ref(&clip), &cfg, copies, window, 1, false)
+            let aug = augment_config(&TrainOptions::default());
+            let prepared = prepare(std::slice::from_ref(&clip), &cfg, copies, window, 1, &aug)
                 .expect("features");
             prepared[0]
                 .versions
