@@ -196,6 +196,11 @@ pub struct CorpusScore {
     /// figures for recipes without one).
     pub stream_clean_ua: f64,
     pub stream_phone_ua: f64,
+    /// Clip by clip, `confusion[true][predicted]` in `LABELS` order (clips
+    /// with no speech window, counted as errors in the UA, appear in no
+    /// column): which emotions a new voice's are heard as.
+    pub clean_confusion: Vec<Vec<usize>>,
+    pub phone_confusion: Vec<Vec<usize>>,
 }
 
 /// One recipe on one partition.
@@ -527,10 +532,11 @@ impl TestSet<'_> {
                 continue;
             }
             let truth: Vec<usize> = idx.iter().map(|&j| self.clean[j].label).collect();
-            let ua = |pred: &[usize]| {
+            let metrics = |pred: &[usize]| {
                 let pred: Vec<usize> = idx.iter().map(|&j| pred[j]).collect();
-                Metrics::from_predictions(n_labels, &truth, &pred).unweighted_accuracy
+                Metrics::from_predictions(n_labels, &truth, &pred)
             };
+            let ua = |pred: &[usize]| metrics(pred).unweighted_accuracy;
             let speakers: BTreeSet<&str> = idx
                 .iter()
                 .map(|&j| self.clean[j].speaker.as_str())
@@ -544,6 +550,8 @@ impl TestSet<'_> {
                     phone_ua: ua(&phone),
                     stream_clean_ua: ua(&stream_clean),
                     stream_phone_ua: ua(&stream_phone),
+                    clean_confusion: metrics(&clean).confusion,
+                    phone_confusion: metrics(&phone).confusion,
                 },
             );
         }
@@ -566,41 +574,63 @@ pub fn mean_spread(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// (protocol, recipe, corpus) -> (clean UAs, phone UAs, folds).
-/// Per cell: clean, phone, stream clean and stream phone UA per fold, and clips.
-type Cells = BTreeMap<(String, String, String), ([Vec<f64>; 4], usize)>;
+/// One (protocol, recipe, corpus) over the folds.
+#[derive(Default)]
+struct Cell {
+    /// Clean, phone, stream clean and stream phone UA, one per fold.
+    scores: [Vec<f64>; 4],
+    clips: usize,
+    /// Clean and phone confusions, summed over the folds.
+    confusion: [Vec<Vec<usize>>; 2],
+}
 
-/// Per (protocol, recipe, corpus): clean and phone UA over the folds.
+/// Adds confusion `b` into `a` (empty `a` takes `b`'s shape).
+fn add_confusion(a: &mut Vec<Vec<usize>>, b: &[Vec<usize>]) {
+    if a.is_empty() {
+        *a = b.to_vec();
+        return;
+    }
+    for (row, other) in a.iter_mut().zip(b) {
+        row.iter_mut().zip(other).for_each(|(x, y)| *x += y);
+    }
+}
+
+/// Per (protocol, recipe, corpus): clean and phone UA over the folds, and
+/// the confusions summed over them.
 fn summarize(results: &[FoldResult]) -> serde_json::Value {
-    let mut cells = Cells::new();
+    let mut cells: BTreeMap<(String, String, String), Cell> = BTreeMap::new();
     for r in results {
         for (corpus, s) in &r.per_corpus {
             let e = cells
                 .entry((r.protocol.clone(), r.recipe.clone(), corpus.clone()))
                 .or_default();
             let scores = [s.clean_ua, s.phone_ua, s.stream_clean_ua, s.stream_phone_ua];
-            e.0.iter_mut().zip(scores).for_each(|(v, x)| v.push(x));
-            e.1 += s.clips;
+            e.scores.iter_mut().zip(scores).for_each(|(v, x)| v.push(x));
+            e.clips += s.clips;
+            add_confusion(&mut e.confusion[0], &s.clean_confusion);
+            add_confusion(&mut e.confusion[1], &s.phone_confusion);
         }
     }
     let rows: Vec<serde_json::Value> = cells
         .into_iter()
-        .map(
-            |((protocol, recipe, corpus), ([clean, phone, sclean, sphone], clips))| {
-                let (cm, cs) = mean_spread(&clean);
-                let (pm, ps) = mean_spread(&phone);
-                let (scm, scs) = mean_spread(&sclean);
-                let (spm, sps) = mean_spread(&sphone);
-                json!({
-                    "protocol": protocol, "recipe": recipe, "corpus": corpus,
-                    "folds": clean.len(), "clips": clips,
-                    "clean_ua_mean": cm, "clean_ua_sd": cs,
-                    "phone_ua_mean": pm, "phone_ua_sd": ps,
-                    "stream_clean_ua_mean": scm, "stream_clean_ua_sd": scs,
-                    "stream_phone_ua_mean": spm, "stream_phone_ua_sd": sps,
-                })
-            },
-        )
+        .map(|((protocol, recipe, corpus), cell)| {
+            let [clean, phone, sclean, sphone] = cell.scores;
+            let [clean_confusion, phone_confusion] = cell.confusion;
+            let clips = cell.clips;
+            let (cm, cs) = mean_spread(&clean);
+            let (pm, ps) = mean_spread(&phone);
+            let (scm, scs) = mean_spread(&sclean);
+            let (spm, sps) = mean_spread(&sphone);
+            json!({
+                "protocol": protocol, "recipe": recipe, "corpus": corpus,
+                "folds": clean.len(), "clips": clips,
+                "clean_ua_mean": cm, "clean_ua_sd": cs,
+                "phone_ua_mean": pm, "phone_ua_sd": ps,
+                "stream_clean_ua_mean": scm, "stream_clean_ua_sd": scs,
+                "stream_phone_ua_mean": spm, "stream_phone_ua_sd": sps,
+                "clean_confusion": clean_confusion, "phone_confusion": phone_confusion,
+            })
+        })
         .collect();
     json!(rows)
 }
@@ -710,6 +740,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
             cm - pm
         );
     }
+    render_recalls(&mut s, summary);
     let means = target_means(summary);
     if !means.is_empty() {
         let _ = writeln!(
@@ -734,6 +765,61 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         }
     }
     s
+}
+
+/// A table of each emotion's recall, clean / phone, from the confusions
+/// summed over the folds: whether a new voice's anger and joy are heard as
+/// such or fall to sad and neutral.
+fn render_recalls(s: &mut String, summary: &serde_json::Value) {
+    let rows: Vec<&serde_json::Value> = summary
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["clean_confusion"].is_array())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nRecall of each emotion (%), clean / phone: the share of its test clips (all \
+         folds together, clip by clip, of those with a speech window) heard as that emotion:\n"
+    );
+    let _ = writeln!(s, "| protocol | recipe | corpus | {} |", LABELS.join(" | "));
+    let _ = writeln!(s, "|---|---|---|{}", "---:|".repeat(LABELS.len()));
+    let recall = |confusion: &serde_json::Value, label: usize| {
+        let row: Vec<f64> = confusion[label]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| x.as_f64().unwrap_or(0.0))
+            .collect();
+        let total: f64 = row.iter().sum();
+        if total > 0.0 {
+            100.0 * row.get(label).copied().unwrap_or(0.0) / total
+        } else {
+            f64::NAN
+        }
+    };
+    for row in rows {
+        let cells: Vec<String> = (0..LABELS.len())
+            .map(|l| {
+                format!(
+                    "{:.0} / {:.0}",
+                    recall(&row["clean_confusion"], l),
+                    recall(&row["phone_confusion"], l)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            row["protocol"].as_str().unwrap_or(""),
+            row["recipe"].as_str().unwrap_or(""),
+            corpus_note(row["corpus"].as_str().unwrap_or("")),
+            cells.join(" | ")
+        );
+    }
 }
 
 /// Corpora the issue sets UA targets for; TESS (two voices) has none.
@@ -922,6 +1008,59 @@ mod tests {
         let (clean, phone) = means[&("speaker k-fold".to_string(), "a".to_string())];
         assert!((clean - 0.65).abs() < 1e-12, "TESS does not count: {clean}");
         assert!((phone - 0.55).abs() < 1e-12, "{phone}");
+    }
+
+    #[test]
+    fn confusions_add_up_over_folds_into_recalls() {
+        let fold = |name: &str, clean: Vec<Vec<usize>>| FoldResult {
+            recipe: "r".into(),
+            protocol: "speaker k-fold".into(),
+            fold: name.into(),
+            train_clips: 0,
+            val_clips: 0,
+            test_voices: Vec::new(),
+            best_epoch: vec![1],
+            best_val_ua: vec![0.5],
+            seconds: 0.0,
+            per_corpus: BTreeMap::from([(
+                "nemo".to_string(),
+                CorpusScore {
+                    clips: clean.iter().flatten().sum(),
+                    speakers: 1,
+                    clean_ua: 0.5,
+                    phone_ua: 0.5,
+                    stream_clean_ua: 0.5,
+                    stream_phone_ua: 0.5,
+                    phone_confusion: clean.clone(),
+                    clean_confusion: clean,
+                },
+            )]),
+        };
+        // Angry heard as sad in fold 1, as angry in fold 2.
+        let one = vec![
+            vec![2, 0, 0, 0],
+            vec![0, 1, 1, 0],
+            vec![0, 0, 2, 0],
+            vec![0, 0, 2, 0],
+        ];
+        let two = vec![
+            vec![2, 0, 0, 0],
+            vec![0, 2, 0, 0],
+            vec![0, 0, 2, 0],
+            vec![0, 0, 0, 2],
+        ];
+        let summary = summarize(&[fold("fold 1", one), fold("fold 2", two)]);
+        let row = &summary[0];
+        assert_eq!(row["clean_confusion"][3], json!([0, 0, 2, 2]));
+        assert_eq!(row["clean_confusion"][1], json!([0, 3, 1, 0]));
+        let mut md = String::new();
+        render_recalls(&mut md, &summary);
+        assert!(
+            md.contains(
+                "| speaker k-fold | r | nemo | 100 / 100 | 75 / 75 | 100 / 100 | 50 / 50 |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]
