@@ -537,6 +537,7 @@ impl TestSet<'_> {
                 Metrics::from_predictions(n_labels, &truth, &pred)
             };
             let ua = |pred: &[usize]| metrics(pred).unweighted_accuracy;
+            let (clean_metrics, phone_metrics) = (metrics(&clean), metrics(&phone));
             let speakers: BTreeSet<&str> = idx
                 .iter()
                 .map(|&j| self.clean[j].speaker.as_str())
@@ -546,12 +547,12 @@ impl TestSet<'_> {
                 CorpusScore {
                     clips: idx.len(),
                     speakers: speakers.len(),
-                    clean_ua: ua(&clean),
-                    phone_ua: ua(&phone),
+                    clean_ua: clean_metrics.unweighted_accuracy,
+                    phone_ua: phone_metrics.unweighted_accuracy,
                     stream_clean_ua: ua(&stream_clean),
                     stream_phone_ua: ua(&stream_phone),
-                    clean_confusion: metrics(&clean).confusion,
-                    phone_confusion: metrics(&phone).confusion,
+                    clean_confusion: clean_metrics.confusion,
+                    phone_confusion: phone_metrics.confusion,
                 },
             );
         }

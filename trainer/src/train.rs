@@ -740,11 +740,6 @@ pub fn train_with_teacher(
         "a training rendition has {min_frames} frames, fewer than the {}-frame window (pad clips first)",
         cfg.window_frames
     );
-    let n_labels = cfg.net.n_labels;
-    let device = Device::flex().autodiff();
-    device.seed(cfg.seed);
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut model = cfg.net.init(&device);
     ensure!(
         cfg.speaker_adversary >= 0.0 && cfg.speaker_adversary.is_finite(),
         "the speaker adversary's strength must be 0 (off) or above, not {}",
@@ -754,6 +749,11 @@ pub fn train_with_teacher(
         cfg.speaker_adversary == 0.0 || cfg.mixup_alpha == 0.0,
         "a speaker adversary and mixup cannot be combined: a blended window has two voices"
     );
+    let n_labels = cfg.net.n_labels;
+    let device = Device::flex().autodiff();
+    device.seed(cfg.seed);
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut model = cfg.net.init(&device);
     // Made after the network so that the network's initial weights do not
     // depend on whether an adversary trains beside it.
     let speaker_ids = (cfg.speaker_adversary > 0.0).then(|| speaker_indices(train));
