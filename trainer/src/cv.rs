@@ -24,6 +24,7 @@ use serde_json::json;
 use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
 use seremotion_core::features::{FeatureConfig, WindowNormalization};
 
+use crate::calibrate;
 use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::net::{Classifier, Ensemble};
@@ -216,6 +217,10 @@ pub struct FoldResult {
     /// ensemble's members).
     pub best_epoch: Vec<usize>,
     pub best_val_ua: Vec<f32>,
+    /// With `--calibrate`: the logit offsets added to the row's networks,
+    /// chosen on the fold's validation speakers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<calibrate::Calibration>,
     pub seconds: f64,
     pub per_corpus: BTreeMap<String, CorpusScore>,
 }
@@ -443,6 +448,7 @@ fn run_partition(
         test_voices: test_voices.clone(),
         best_epoch: of.iter().map(|m| m.best_epoch).collect(),
         best_val_ua: of.iter().map(|m| m.best_val_ua).collect(),
+        calibration: None,
         seconds: t0.elapsed().as_secs_f64().round(),
         per_corpus,
     };
@@ -468,13 +474,18 @@ fn run_partition(
             results.push(result(name, &members[..n], per_corpus));
         }
     }
+    let n = members.len();
+    // What `train` would export: every member averaged, or the student.
+    let mut exported = (
+        Ensemble::new(members.iter().map(|m| m.model.clone()).collect()),
+        members,
+        results.last().map(|r| r.recipe.clone()).unwrap_or_default(),
+    );
     if let Some(how) = t.distill {
         // One more network of the element's size, taught by all members.
-        let n = members.len();
-        let teachers = Ensemble::new(members.iter().map(|m| m.model.clone()).collect());
         let student = run::train_student(
             &cfg,
-            &teachers,
+            &exported.0,
             how,
             &features,
             &train_set,
@@ -483,7 +494,29 @@ fn run_partition(
         )?;
         let per_corpus = test_set.score(&student.model);
         let name = format!("{recipe}, distilled from {n}");
-        results.push(result(name, std::slice::from_ref(&student), per_corpus));
+        results.push(result(
+            name.clone(),
+            std::slice::from_ref(&student),
+            per_corpus,
+        ));
+        exported = (
+            Ensemble::new(vec![student.model.clone()]),
+            vec![student],
+            name,
+        );
+    }
+    if t.calibrate {
+        let (model, of, name) = exported;
+        let c = calibrate::fit_model(&model, &features, &val_set, window_frames, hop_frames);
+        eprintln!(
+            "   logit offsets {:?}: validation UA {:.3} -> {:.3}",
+            c.offsets, c.val_ua_before, c.val_ua_after
+        );
+        let per_corpus = test_set.score(&model.with_logit_offsets(&c.offsets));
+        results.push(FoldResult {
+            calibration: Some(c),
+            ..result(format!("{name}, calibrated"), &of, per_corpus)
+        });
     }
     Ok(results)
 }
@@ -712,6 +745,13 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
             t.speaker_adversary
         );
     }
+    if t.calibrate {
+        let _ = writeln!(
+            s,
+            "Rows marked calibrated: the exported networks with one offset per emotion added \
+             to their logits, chosen on each fold's validation speakers (cv.json gives them).\n"
+        );
+    }
     let _ = writeln!(
         s,
         "| protocol | recipe | corpus | folds | clean UA | phone UA | lost on the phone \
@@ -877,6 +917,7 @@ fn write_outputs(
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "speaker_adversary": o.train.speaker_adversary,
+        "calibrate": o.train.calibrate,
         "append_pitch": o.train.append_pitch,
         "ensemble": o.train.ensemble,
         "distill": o.train.distill,
@@ -1022,6 +1063,7 @@ mod tests {
             test_voices: Vec::new(),
             best_epoch: vec![1],
             best_val_ua: vec![0.5],
+            calibration: None,
             seconds: 0.0,
             per_corpus: BTreeMap::from([(
                 "nemo".to_string(),

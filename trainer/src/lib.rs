@@ -6,6 +6,7 @@
 //! the model contract) -> `eval` (clips classified the way the element does).
 
 pub mod augment;
+pub mod calibrate;
 pub mod corpus;
 pub mod cv;
 pub mod eval;

@@ -192,6 +192,12 @@ struct Recipe {
     /// pitch and level rows stay): other vocal tracts for every voice.
     #[arg(long)]
     formant_warp: bool,
+    /// Add one offset per emotion to the logits, chosen on the validation
+    /// speakers to maximise their UA (a new voice's lean towards neutral,
+    /// corrected at no cost in the element). `cv` scores the exported
+    /// networks with and without.
+    #[arg(long)]
+    calibrate: bool,
     /// With --normalization subtract-stream-mean: seconds of speech after
     /// which a stream's own voice counts as much as the training voices' mean.
     #[arg(long, default_value_t = DEFAULTS.stream_prior_seconds)]
@@ -245,6 +251,7 @@ impl Recipe {
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
             formant_warp: self.formant_warp,
+            calibrate: self.calibrate,
             append_pitch: self.pitch,
             validate_streams: self.validate_streams,
             stream_prior_seconds: self.stream_prior_seconds,

@@ -211,6 +211,26 @@ impl EmotionCnn {
         (pooled, logits)
     }
 
+    /// The same network with `offsets` (one per label) added to its logits,
+    /// through the classifier's bias: the exported graph keeps its shape.
+    ///
+    /// # Panics
+    /// If `offsets` does not have one value per label, or the head has no
+    /// bias (caller bugs: `NetConfig::init` always gives it one).
+    #[must_use]
+    pub fn with_logit_offsets(mut self, offsets: &[f32]) -> Self {
+        let bias = self
+            .head
+            .bias
+            .take()
+            .expect("the head is built with a bias");
+        let [n_labels] = bias.dims();
+        assert_eq!(offsets.len(), n_labels, "one offset per label");
+        let shift = Tensor::<1>::from_floats(offsets, &bias.device());
+        self.head.bias = Some(bias.map(|b| b + shift));
+        self
+    }
+
     /// `[batch, channels, 1, frames]` -> `[batch, channels]` (mean) or
     /// `[batch, 2 * channels]` (mean, then standard deviation). Written with
     /// global average pooling and sums only: the ONNX graph must not divide
@@ -279,6 +299,18 @@ impl Ensemble {
     /// How many networks it averages.
     pub fn n_members(&self) -> usize {
         self.members.len()
+    }
+
+    /// Every member shifted by `offsets`, so the mean logits are too (see
+    /// [`EmotionCnn::with_logit_offsets`]).
+    #[must_use]
+    pub fn with_logit_offsets(self, offsets: &[f32]) -> Self {
+        Self::new(
+            self.members
+                .into_iter()
+                .map(|m| m.with_logit_offsets(offsets))
+                .collect(),
+        )
     }
 
     /// `[batch, n_features, n_frames]` -> mean logits `[batch, n_labels]`. A

@@ -455,6 +455,41 @@ pub fn clip_scores(
     n_labels: usize,
     voice_streams: bool,
 ) -> Vec<Option<Vec<f32>>> {
+    clip_window_logits(model, cfg, clips, window, hop, n_labels, voice_streams)
+        .into_iter()
+        .map(|logits| logits.map(|l| mean_softmax(&l, n_labels, &[])))
+        .collect()
+}
+
+/// Mean over windows of the softmax of each window's logits (`n_labels` a
+/// window, one after the other) plus `offsets` (empty: none).
+pub fn mean_softmax(window_logits: &[f32], n_labels: usize, offsets: &[f32]) -> Vec<f32> {
+    let mut sums = vec![0f32; n_labels];
+    let mut p = vec![0f32; n_labels];
+    let rows = window_logits.chunks_exact(n_labels);
+    let n = rows.len().max(1);
+    for row in rows {
+        p.copy_from_slice(row);
+        p.iter_mut().zip(offsets).for_each(|(p, o)| *p += o);
+        model::softmax(&mut p);
+        sums.iter_mut().zip(&p).for_each(|(s, p)| *s += p);
+    }
+    sums.iter_mut().for_each(|s| *s /= n as f32);
+    sums
+}
+
+/// The logits of each clip's speech windows, `n_labels` a window in stream
+/// order (`None` for a clip without a speech window): the windows the
+/// element would classify, chosen as for [`clip_scores`].
+pub fn clip_window_logits(
+    model: &impl Classifier,
+    cfg: &FeatureConfig,
+    clips: &[ClipFeatures],
+    window: usize,
+    hop: usize,
+    n_labels: usize,
+    voice_streams: bool,
+) -> Vec<Option<Vec<f32>>> {
     let device = Device::flex();
     let model = model.valid().to_device(&device);
     let nf = cfg.n_features();
@@ -512,16 +547,17 @@ pub fn clip_scores(
             preds.push(None);
             continue;
         }
-        let mut sums = vec![0f32; n_labels];
+        let mut window_logits = vec![0f32; chosen.len() * n_labels];
         // Windows of equal length go through the network as one batch.
         let mut lengths: Vec<usize> = chosen.iter().map(|w| w.1).collect();
         lengths.sort_unstable();
         lengths.dedup();
         for len in lengths {
             let model_frames = len.max(MIN_MODEL_FRAMES);
-            let group: Vec<_> = chosen.iter().filter(|w| w.1 == len).collect();
+            let group: Vec<usize> = (0..chosen.len()).filter(|&i| chosen[i].1 == len).collect();
             let mut input = vec![0f32; group.len() * nf * model_frames];
-            for (w, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
+            for (&i, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
+                let w = &chosen[i];
                 let frames = &u.frames[w.0 * nf..(w.0 + w.1) * nf];
                 analysis::window_input(cfg, frames, w.1, model_frames, &w.2, &mut packed, out);
             }
@@ -534,14 +570,11 @@ pub fn clip_scores(
                 .into_data()
                 .try_into_vec::<f32>()
                 .unwrap_or_default();
-            for row in logits.chunks_exact(n_labels) {
-                let mut p = row.to_vec();
-                model::softmax(&mut p);
-                sums.iter_mut().zip(&p).for_each(|(s, p)| *s += p);
+            for (&i, row) in group.iter().zip(logits.chunks_exact(n_labels)) {
+                window_logits[i * n_labels..(i + 1) * n_labels].copy_from_slice(row);
             }
         }
-        sums.iter_mut().for_each(|s| *s /= chosen.len() as f32);
-        preds.push(Some(sums));
+        preds.push(Some(window_logits));
     }
     preds
 }

@@ -159,6 +159,23 @@ fn an_exported_ensemble_averages_its_members_logits() {
     });
 }
 
+/// Calibration's offsets live in the classifier's bias: the element's ONNX
+/// Runtime logits are the uncalibrated ensemble's plus the offsets.
+#[test]
+fn logit_offsets_reach_onnx_runtime_through_the_bias() {
+    let (a, b) = (small_network(8), small_network(9));
+    let offsets = [0.0, 0.7, -0.4, 0.25];
+    let shifted = Ensemble::new(vec![a.clone(), b.clone()]).with_logit_offsets(&offsets);
+    let device = Device::flex();
+    assert_parity(&shifted, |x| {
+        let [batch, _, _] = x.dims();
+        let shift = Tensor::<1>::from_floats(offsets, &device)
+            .unsqueeze_dim::<2>(0)
+            .repeat_dim(0, batch);
+        (a.forward(x.clone()) + b.forward(x)).div_scalar(2.0) + shift
+    });
+}
+
 /// The window normalisation the network was trained with reaches the element
 /// unchanged through the model's metadata, for every variant.
 #[test]

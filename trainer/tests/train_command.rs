@@ -172,3 +172,65 @@ fn train_distils_its_ensemble_into_one_exported_network() {
     assert!(refused.contains("--distill and --refit"), "{refused}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// With `calibrate`, the exported model carries the offsets chosen on the
+/// validation speaker: run through the element's inference path, it scores
+/// that voice as the calibration said it would, and the metadata and report
+/// say so.
+#[test]
+fn train_calibrates_the_exported_logits_on_validation_speakers() {
+    let dir = wav::temp_dir("train-calibrate");
+    let opts = TrainOptions {
+        calibrate: true,
+        evaluate: false,
+        ..tiny_corpus(&dir)
+    };
+    train_command(&opts).expect("train --calibrate");
+    let path = opts.out.join("tiny.onnx");
+    let model = Model::from_file(&path).expect("the element loads it");
+    let training = &model.metadata().training;
+    let c = &training["calibration"];
+    let offsets: Vec<f64> = c["offsets"]
+        .as_array()
+        .expect("offsets in the metadata")
+        .iter()
+        .map(|v| v.as_f64().expect("offset"))
+        .collect();
+    assert_eq!(offsets.len(), 4);
+    assert_eq!(offsets[0], 0.0, "neutral is the reference");
+    let (before, after) = (c["val_ua_before"].as_f64(), c["val_ua_after"].as_f64());
+    if offsets.iter().any(|&o| o != 0.0) {
+        assert!(after > before, "{c}");
+    } else {
+        assert_eq!(after, before, "{c}");
+    }
+
+    let validation = training["validation_speakers"][0][1]
+        .as_str()
+        .expect("a validation speaker");
+    let clips: Vec<_> = seremotion_trainer::run::load_clips(&opts.sources)
+        .expect("clips")
+        .into_iter()
+        .filter(|c| c.speaker == validation)
+        .collect();
+    assert_eq!(clips.len(), 4);
+    let report = seremotion_trainer::eval::evaluate(
+        Some(&path),
+        &clips,
+        &seremotion_trainer::eval::EvalOptions {
+            telephony: false,
+            streams: Default::default(),
+            json_out: dir.join("val.json"),
+            plot_dir: None,
+        },
+    )
+    .expect("eval");
+    let heard = report.per_corpus_seen["ravdess"].unweighted_accuracy;
+    assert!(
+        (heard - after.expect("val_ua_after")).abs() < 1e-6,
+        "ONNX Runtime scores the validation voice {heard}, calibration said {c}"
+    );
+    let text = std::fs::read_to_string(opts.out.join("REPORT.md")).unwrap();
+    assert!(text.contains("Logit offsets"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
