@@ -13,7 +13,7 @@ use seremotion_core::features::FeatureConfig;
 
 use crate::corpus::LABELS;
 use crate::net::Classifier;
-use crate::train::{ClipFeatures, clip_window_logits, mean_softmax, validation_ua};
+use crate::train::{ClipFeatures, clip_window_logits, decide_clips, validation_ua};
 
 /// Offsets tried for each label: -1.0 to 1.0 in steps of 0.1 (a logit of
 /// 1 is a factor of e in odds; wider moves would undo what the network
@@ -34,23 +34,6 @@ pub struct Calibration {
     pub val_ua_after: f32,
 }
 
-/// Each clip's label under `offsets`: the argmax of the mean softmax of its
-/// windows' shifted logits; `n_labels` (an error) for a clip without speech.
-pub fn decide(window_logits: &[Option<Vec<f32>>], n_labels: usize, offsets: &[f32]) -> Vec<usize> {
-    window_logits
-        .iter()
-        .map(|logits| {
-            logits.as_ref().map_or(n_labels, |l| {
-                mean_softmax(l, n_labels, offsets)
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i)
-            })
-        })
-        .collect()
-}
-
 /// Coordinate ascent over the grid, label by label, from no offsets; a move
 /// is taken only if it raises the validation UA, so ties keep the smaller
 /// change and a model without a lean keeps zeros.
@@ -59,8 +42,14 @@ pub fn fit_offsets(
     window_logits: &[Option<Vec<f32>>],
     n_labels: usize,
 ) -> Calibration {
-    let score =
-        |offsets: &[f32]| validation_ua(val, &decide(window_logits, n_labels, offsets), n_labels).0;
+    let score = |offsets: &[f32]| {
+        validation_ua(
+            val,
+            &decide_clips(window_logits, n_labels, offsets),
+            n_labels,
+        )
+        .0
+    };
     let mut offsets = vec![0f32; n_labels];
     let before = score(&offsets);
     let mut best = before;
@@ -113,7 +102,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::train::Utterance;
+    use crate::train::{Utterance, mean_softmax};
 
     /// A validation clip of `label` in `corpus` (its features are never
     /// read: the tests give the window logits directly).
@@ -148,7 +137,7 @@ mod tests {
             windows([0.0, 0.0, 3.0, 0.0]),
             windows([0.0, 0.0, 0.0, 3.0]),
         ];
-        assert_eq!(decide(&logits, 4, &[0.0; 4]), [0, 0, 2, 3]);
+        assert_eq!(decide_clips(&logits, 4, &[0.0; 4]), [0, 0, 2, 3]);
         let c = fit_offsets(&val, &logits, 4);
         assert!((c.val_ua_before - 0.75).abs() < 1e-6, "{c:?}");
         assert!((c.val_ua_after - 1.0).abs() < 1e-6, "{c:?}");
@@ -157,7 +146,7 @@ mod tests {
         // The smallest move that does it is the first tried.
         assert!((c.offsets[1] - 0.5).abs() < 1e-6, "{c:?}");
         assert_eq!(&c.offsets[2..], [0.0, 0.0]);
-        assert_eq!(decide(&logits, 4, &c.offsets), [0, 1, 2, 3]);
+        assert_eq!(decide_clips(&logits, 4, &c.offsets), [0, 1, 2, 3]);
     }
 
     #[test]
@@ -194,9 +183,9 @@ mod tests {
             windows([1.0, 0.2, 0.0, 0.0]),
             None,
         ];
-        assert_eq!(decide(&logits, 4, &[0.0; 4])[4], 4);
+        assert_eq!(decide_clips(&logits, 4, &[0.0; 4])[4], 4);
         let c = fit_offsets(&val, &logits, 4);
-        assert_eq!(decide(&logits, 4, &c.offsets), [0, 1, 0, 1, 4]);
+        assert_eq!(decide_clips(&logits, 4, &c.offsets), [0, 1, 0, 1, 4]);
         // a: 1.0; b: (1 + 1 + 0) / 3.
         assert!(
             (c.val_ua_after - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-6,

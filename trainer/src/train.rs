@@ -430,11 +430,24 @@ pub fn predict_clips(
     n_labels: usize,
     voice_streams: bool,
 ) -> Vec<usize> {
-    clip_scores(model, cfg, clips, window, hop, n_labels, voice_streams)
-        .into_iter()
-        .map(|scores| {
-            scores.map_or(n_labels, |s| {
-                s.iter()
+    let logits = clip_window_logits(model, cfg, clips, window, hop, n_labels, voice_streams);
+    decide_clips(&logits, n_labels, &[])
+}
+
+/// Each clip's label from its windows' logits (see [`clip_window_logits`])
+/// plus `offsets` (empty: none): the argmax of the mean softmax, `n_labels`
+/// (an error) for a clip without a speech window.
+pub fn decide_clips(
+    window_logits: &[Option<Vec<f32>>],
+    n_labels: usize,
+    offsets: &[f32],
+) -> Vec<usize> {
+    window_logits
+        .iter()
+        .map(|logits| {
+            logits.as_ref().map_or(n_labels, |l| {
+                mean_softmax(l, n_labels, offsets)
+                    .iter()
                     .enumerate()
                     .max_by(|a, b| a.1.total_cmp(b.1))
                     .map_or(0, |(i, _)| i)
