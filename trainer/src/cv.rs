@@ -29,7 +29,7 @@ use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::net::{Classifier, Ensemble};
 use crate::run::{self, TrainOptions};
-use crate::train::{self, ClipFeatures, EpochLog, TrainConfig, TrainOutcome};
+use crate::train::{self, ClipFeatures, CorpusShares, EpochLog, TrainConfig, TrainOutcome};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -731,6 +731,13 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         )),
         seconds
     );
+    if t.corpus_shares == CorpusShares::Equal {
+        let _ = writeln!(
+            s,
+            "Every corpus had the same share of the training windows (not in proportion \
+             to the square root of its speakers).\n"
+        );
+    }
     if t.formant_warp {
         let _ = writeln!(
             s,
@@ -917,6 +924,7 @@ fn write_outputs(
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "speaker_adversary": o.train.speaker_adversary,
+        "corpus_shares": o.train.corpus_shares,
         "calibrate": o.train.calibrate,
         "append_pitch": o.train.append_pitch,
         "ensemble": o.train.ensemble,

@@ -11,7 +11,7 @@ use seremotion_trainer::cv::{self, CvOptions};
 use seremotion_trainer::eval::Streams;
 use seremotion_trainer::net::Pooling;
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
-use seremotion_trainer::train::Distillation;
+use seremotion_trainer::train::{CorpusShares, Distillation};
 
 #[derive(Parser)]
 #[command(
@@ -174,6 +174,10 @@ struct Recipe {
     /// little of the voice as they can; 0 = off. Not with --mixup.
     #[arg(long, default_value_t = DEFAULTS.speaker_adversary)]
     speaker_adversary: f64,
+    /// Each corpus's share of the training windows (within a corpus, every
+    /// speaker and emotion weighs the same).
+    #[arg(long, value_enum, default_value_t = DEFAULTS.corpus_shares)]
+    corpus_shares: CorpusShares,
     /// Validate on the validation speakers through the telephone channel too.
     #[arg(long)]
     validate_telephone: bool,
@@ -248,6 +252,7 @@ impl Recipe {
             weight_average_decay: self.weight_average,
             mixup_alpha: self.mixup_alpha,
             speaker_adversary: self.speaker_adversary,
+            corpus_shares: self.corpus_shares,
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
             formant_warp: self.formant_warp,

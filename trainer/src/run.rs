@@ -19,7 +19,7 @@ use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use crate::split::{self, SplitConfig};
 use crate::train::{
-    self, ClipFeatures, Distillation, Teacher, TrainConfig, TrainOutcome, Utterance,
+    self, ClipFeatures, CorpusShares, Distillation, Teacher, TrainConfig, TrainOutcome, Utterance,
 };
 use crate::{augment, calibrate, eval, export};
 
@@ -61,6 +61,8 @@ pub struct TrainOptions {
     pub mixup_alpha: f64,
     /// See `TrainConfig::speaker_adversary`.
     pub speaker_adversary: f64,
+    /// See `TrainConfig::corpus_shares`.
+    pub corpus_shares: CorpusShares,
     /// After choosing the epoch count on validation, train again on training
     /// and validation speakers together for that many epochs.
     pub refit: bool,
@@ -127,6 +129,7 @@ impl Default for TrainOptions {
             weight_average_decay: 0.998,
             mixup_alpha: 0.0,
             speaker_adversary: 0.0,
+            corpus_shares: CorpusShares::SqrtSpeakers,
             refit: false,
             // Two networks from two seeds, their logits averaged: +1.6 clean
             // and +0.8 on the phone over the first alone, +2.0 / +1.4 over
@@ -471,6 +474,7 @@ pub fn train_config(
         fixed_schedule: None,
         validate_streams: o.validate_streams,
         speaker_adversary: o.speaker_adversary,
+        corpus_shares: o.corpus_shares,
         net,
     }
 }
@@ -1009,6 +1013,13 @@ pub fn render_report(t: &Value, name: &str) -> String {
             s,
             "Trained with mixup: each batch blended with a shuffled copy of itself, \
              weight ~ Beta({alpha}, {alpha}), labels blended alike.\n"
+        );
+    }
+    if t["train_config"]["corpus_shares"] == "equal" {
+        let _ = writeln!(
+            s,
+            "Every corpus had the same share of the training windows (not in proportion \
+             to the square root of its speakers).\n"
         );
     }
     if t["formant_warp"].as_bool() == Some(true) {

@@ -135,6 +135,8 @@ pub struct TrainConfig {
     /// and as little as it can of whose voice it is. The strength ramps up
     /// from 0 over training; the classifier is never exported.
     pub speaker_adversary: f64,
+    /// Each corpus's share of the training windows.
+    pub corpus_shares: CorpusShares,
     pub net: NetConfig,
 }
 
@@ -629,13 +631,36 @@ pub fn validation_ua(
     (mean, per)
 }
 
+/// How much of each batch a corpus gets.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CorpusShares {
+    /// In proportion to the square root of its number of speakers: TESS's
+    /// 1600 clips of two voices do not drown ASED's 57 voices, nor do 57
+    /// voices drown the rest.
+    #[default]
+    SqrtSpeakers,
+    /// The same for every corpus: the few voices of nEMO and SAVEE weigh as
+    /// much as ASED's many (each of their voices is seen more often).
+    Equal,
+}
+
+impl std::fmt::Display for CorpusShares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sampling weight per clip, so that voices rather than clips are what a
-/// batch is made of: corpora get shares proportional to the square root of
-/// their number of speakers (TESS's 1600 clips of two voices do not drown
-/// ASED's 57 voices, nor do 57 voices drown the rest), every speaker the same
-/// share within its corpus, and every emotion the same share within its
-/// speaker.
-pub fn sampling_weights(clips: &[ClipFeatures]) -> Vec<f64> {
+/// batch is made of: corpora get `shares`, every speaker the same share
+/// within its corpus, and every emotion the same share within its speaker.
+pub fn sampling_weights(clips: &[ClipFeatures], shares: CorpusShares) -> Vec<f64> {
     let mut cell: HashMap<(&str, &str, usize), usize> = HashMap::new();
     let mut emotions_of: HashMap<(&str, &str), usize> = HashMap::new();
     let mut speakers_of: HashMap<&str, usize> = HashMap::new();
@@ -654,7 +679,11 @@ pub fn sampling_weights(clips: &[ClipFeatures]) -> Vec<f64> {
             let n_speakers = speakers_of[c.corpus.as_str()] as f64;
             let n_emotions = emotions_of[&(c.corpus.as_str(), c.speaker.as_str())] as f64;
             let n_cell = cell[&(c.corpus.as_str(), c.speaker.as_str(), c.label)] as f64;
-            n_speakers.sqrt() / (n_speakers * n_emotions * n_cell)
+            let corpus_share = match shares {
+                CorpusShares::SqrtSpeakers => n_speakers.sqrt(),
+                CorpusShares::Equal => 1.0,
+            };
+            corpus_share / (n_speakers * n_emotions * n_cell)
         })
         .collect()
 }
@@ -818,7 +847,7 @@ pub fn train_with_teacher(
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
         .init(&device);
-    let sampler = WeightedAliasIndex::new(sampling_weights(train))
+    let sampler = WeightedAliasIndex::new(sampling_weights(train, cfg.corpus_shares))
         .context("sampling weights (every training clip needs a corpus and speaker)")?;
 
     let mut average = WeightAverage::new(cfg.weight_average_decay);
@@ -1328,7 +1357,7 @@ mod tests {
             clip("a", 1),
             clip("b", 0),
         ];
-        let w = sampling_weights(&clips);
+        let w = sampling_weights(&clips, CorpusShares::SqrtSpeakers);
         let label0: f64 = w[..3].iter().sum();
         assert!(
             (label0 - w[3]).abs() < 1e-12,
@@ -1351,12 +1380,16 @@ mod tests {
         for s in ["p", "q", "r", "t"] {
             clips.push(clip("wide", s, 0));
         }
-        let w = sampling_weights(&clips);
-        let big: f64 = w[..100].iter().sum();
-        let wide: f64 = w[100..].iter().sum();
-        // sqrt(1) : sqrt(4) speakers.
-        assert!((wide / big - 2.0).abs() < 1e-9, "{wide} / {big}");
-        // Each voice of "wide" weighs the same.
-        assert!(w[100..].iter().all(|&x| (x - w[100]).abs() < 1e-12));
+        let share = |shares| {
+            let w = sampling_weights(&clips, shares);
+            // Each voice of "wide" weighs the same.
+            assert!(w[100..].iter().all(|&x| (x - w[100]).abs() < 1e-12));
+            w[100..].iter().sum::<f64>() / w[..100].iter().sum::<f64>()
+        };
+        // sqrt(1) : sqrt(4) speakers, or one share each.
+        let sqrt = share(CorpusShares::SqrtSpeakers);
+        assert!((sqrt - 2.0).abs() < 1e-9, "{sqrt}");
+        let equal = share(CorpusShares::Equal);
+        assert!((equal - 1.0).abs() < 1e-9, "{equal}");
     }
 }

@@ -94,6 +94,7 @@ pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
         fixed_schedule: None,
         validate_streams: false,
         speaker_adversary: 0.0,
+        corpus_shares: Default::default(),
         net,
     }
 }
