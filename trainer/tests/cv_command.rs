@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use seremotion_trainer::cv::{CvOptions, cv_command};
-use seremotion_trainer::run::{DataSource, TrainOptions};
+use seremotion_trainer::run::TrainOptions;
 use seremotion_trainer::train::CorpusShares;
 
 #[path = "support/synthetic.rs"]
@@ -13,40 +13,21 @@ mod synthetic;
 #[path = "support/wav.rs"]
 mod wav;
 
-/// RAVDESS emotion codes in label order (neutral, happy, sad, angry).
-const RAVDESS_CODES: [&str; 4] = ["01", "03", "04", "05"];
 const ACTORS: usize = 6;
 
 #[test]
 fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
     let dir = wav::temp_dir("cv-command");
     let data = dir.join("ravdess");
-    for actor in 1..=ACTORS {
-        for (label, code) in RAVDESS_CODES.iter().enumerate() {
-            let pcm: Vec<i16> = synthetic::synthetic(label, actor)
-                .iter()
-                .map(|&x| (x * 32767.0) as i16)
-                .collect();
-            let name = format!("Actor_{actor:02}/03-01-{code}-01-01-01-{actor:02}.wav");
-            wav::write_wav(&data.join(name), &pcm);
-        }
-    }
+    wav::write_ravdess_actors(&data, ACTORS, synthetic::synthetic);
     let out = dir.join("cv");
     let o = CvOptions {
         train: TrainOptions {
-            sources: vec![DataSource::Folder(data)],
-            out: out.clone(),
             seed: 3,
-            epochs: 2,
-            copies: 1,
-            samples_per_epoch: 16,
-            batch_size: 8,
-            window_seconds: 1.0,
-            channels: vec![8, 8],
             ensemble: 1,
             calibrate: true,
             corpus_shares: CorpusShares::Equal,
-            ..Default::default()
+            ..synthetic::tiny_recipe(data, out.clone())
         },
         folds: 3,
         max_folds: None,

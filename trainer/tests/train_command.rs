@@ -10,35 +10,15 @@ mod synthetic;
 #[path = "support/wav.rs"]
 mod wav;
 
-/// RAVDESS emotion codes in label order (neutral, happy, sad, angry).
-const RAVDESS_CODES: [&str; 4] = ["01", "03", "04", "05"];
-
 /// Seven RAVDESS-named actors of synthetic clips in `dir/ravdess` (enough for
 /// one validation and one test speaker), and a tiny, fast recipe for them.
 fn tiny_corpus(dir: &std::path::Path) -> TrainOptions {
     let data = dir.join("ravdess");
-    for actor in 1..=7 {
-        for (label, code) in RAVDESS_CODES.iter().enumerate() {
-            let pcm: Vec<i16> = synthetic::synthetic(label, actor)
-                .iter()
-                .map(|&x| (x * 32767.0) as i16)
-                .collect();
-            let name = format!("Actor_{actor:02}/03-01-{code}-01-01-01-{actor:02}.wav");
-            wav::write_wav(&data.join(name), &pcm);
-        }
-    }
+    wav::write_ravdess_actors(&data, 7, synthetic::synthetic);
     TrainOptions {
-        sources: vec![DataSource::Folder(data)],
-        out: dir.join("out"),
         name: "tiny".into(),
         seed: 5,
-        epochs: 2,
-        copies: 1,
-        samples_per_epoch: 16,
-        batch_size: 8,
-        window_seconds: 1.0,
-        channels: vec![8, 8],
-        ..Default::default()
+        ..synthetic::tiny_recipe(data, dir.join("out"))
     }
 }
 

@@ -105,3 +105,23 @@ pub fn small_net(features: &FeatureConfig) -> NetConfig {
     net.dropout = 0.0;
     net
 }
+
+/// A tiny, fast recipe of the `train` and `cv` commands for a folder of
+/// [`synthetic`] clips: two epochs of small networks on 1 s windows.
+pub fn tiny_recipe(
+    data: std::path::PathBuf,
+    out: std::path::PathBuf,
+) -> seremotion_trainer::run::TrainOptions {
+    use seremotion_trainer::run::{DataSource, TrainOptions};
+    TrainOptions {
+        sources: vec![DataSource::Folder(data)],
+        out,
+        epochs: 2,
+        copies: 1,
+        samples_per_epoch: 16,
+        batch_size: 8,
+        window_seconds: 1.0,
+        channels: vec![8, 8],
+        ..Default::default()
+    }
+}

@@ -33,3 +33,21 @@ pub fn write_wav(path: &Path, samples: &[i16]) {
     }
     std::fs::write(path, b).unwrap();
 }
+
+/// RAVDESS emotion codes in label order (neutral, happy, sad, angry).
+pub const RAVDESS_CODES: [&str; 4] = ["01", "03", "04", "05"];
+
+/// A RAVDESS-named folder `data` of actors `1..=actors`, one clip per label
+/// each, `signal(label, actor)` its samples in [-1, 1].
+pub fn write_ravdess_actors(data: &Path, actors: usize, signal: impl Fn(usize, usize) -> Vec<f32>) {
+    for actor in 1..=actors {
+        for (label, code) in RAVDESS_CODES.iter().enumerate() {
+            let pcm: Vec<i16> = signal(label, actor)
+                .iter()
+                .map(|&x| (x * 32767.0) as i16)
+                .collect();
+            let name = format!("Actor_{actor:02}/03-01-{code}-01-01-01-{actor:02}.wav");
+            write_wav(&data.join(name), &pcm);
+        }
+    }
+}
