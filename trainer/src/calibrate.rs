@@ -34,6 +34,17 @@ pub struct Calibration {
     pub val_ua_after: f32,
 }
 
+/// The progress line `train` and `cv` print.
+impl std::fmt::Display for Calibration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "logit offsets {:?}: validation UA {:.3} -> {:.3}",
+            self.offsets, self.val_ua_before, self.val_ua_after
+        )
+    }
+}
+
 /// Coordinate ascent over the grid, label by label, from no offsets; a move
 /// is taken only if it raises the validation UA, so ties keep the smaller
 /// change and a model without a lean keeps zeros.

@@ -29,7 +29,7 @@ use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::net::{Classifier, Ensemble};
 use crate::run::{self, TrainOptions};
-use crate::train::{self, ClipFeatures, CorpusShares, EpochLog, TrainConfig, TrainOutcome};
+use crate::train::{self, ClipFeatures, EpochLog, TrainConfig, TrainOutcome};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -474,48 +474,42 @@ fn run_partition(
             results.push(result(name, &members[..n], per_corpus));
         }
     }
-    let n = members.len();
-    // What `train` would export: every member averaged, or the student.
-    let mut exported = (
-        Ensemble::new(members.iter().map(|m| m.model.clone()).collect()),
-        members,
-        results.last().map(|r| r.recipe.clone()).unwrap_or_default(),
-    );
+    let all_members = || Ensemble::new(members.iter().map(|m| m.model.clone()).collect());
+    let mut student = None;
     if let Some(how) = t.distill {
         // One more network of the element's size, taught by all members.
-        let student = run::train_student(
+        let outcome = run::train_student(
             &cfg,
-            &exported.0,
+            &all_members(),
             how,
             &features,
             &train_set,
             &val_set,
             print_epoch,
         )?;
-        let per_corpus = test_set.score(&student.model);
-        let name = format!("{recipe}, distilled from {n}");
-        results.push(result(
-            name.clone(),
-            std::slice::from_ref(&student),
-            per_corpus,
-        ));
-        exported = (
-            Ensemble::new(vec![student.model.clone()]),
-            vec![student],
-            name,
-        );
+        let per_corpus = test_set.score(&outcome.model);
+        let name = format!("{recipe}, distilled from {}", members.len());
+        results.push(result(name, std::slice::from_ref(&outcome), per_corpus));
+        student = Some(outcome);
     }
     if t.calibrate {
-        let (model, of, name) = exported;
+        // What `train` would export, named as its row above: the student,
+        // or every member averaged.
+        let (model, of) = match &student {
+            Some(s) => (
+                Ensemble::new(vec![s.model.clone()]),
+                std::slice::from_ref(s),
+            ),
+            None => (all_members(), members.as_slice()),
+        };
+        let exported_row = results.last().map_or(recipe, |r| r.recipe.as_str());
+        let name = format!("{exported_row}, calibrated");
         let c = calibrate::fit_model(&model, &features, &val_set, window_frames, hop_frames);
-        eprintln!(
-            "   logit offsets {:?}: validation UA {:.3} -> {:.3}",
-            c.offsets, c.val_ua_before, c.val_ua_after
-        );
+        eprintln!("   {c}");
         let per_corpus = test_set.score(&model.with_logit_offsets(&c.offsets));
         results.push(FoldResult {
             calibration: Some(c),
-            ..result(format!("{name}, calibrated"), &of, per_corpus)
+            ..result(name, of, per_corpus)
         });
     }
     Ok(results)
@@ -731,12 +725,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         )),
         seconds
     );
-    if t.corpus_shares == CorpusShares::Equal {
-        let _ = writeln!(
-            s,
-            "Every corpus had the same share of the training windows (not in proportion \
-             to the square root of its speakers).\n"
-        );
+    if let Some(note) = t.corpus_shares.note() {
+        let _ = writeln!(s, "{note}\n");
     }
     if t.formant_warp {
         let _ = writeln!(

@@ -16,3 +16,15 @@ pub mod net;
 pub mod run;
 pub mod split;
 pub mod train;
+
+/// Writes a clap value's command-line name (`Display` for option enums, so
+/// clap shows their defaults as they are typed).
+pub(crate) fn fmt_value_enum(
+    value: &impl clap::ValueEnum,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    match value.to_possible_value() {
+        Some(v) => f.write_str(v.get_name()),
+        None => Ok(()),
+    }
+}

@@ -39,11 +39,7 @@ pub enum Pooling {
 /// The `--pooling` value (clap shows the default with it).
 impl std::fmt::Display for Pooling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use clap::ValueEnum;
-        match self.to_possible_value() {
-            Some(v) => f.write_str(v.get_name()),
-            None => Ok(()),
-        }
+        crate::fmt_value_enum(self, f)
     }
 }
 

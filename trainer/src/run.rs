@@ -691,10 +691,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let exported_networks = member_records.len();
     let calibration = if o.calibrate {
         let c = calibrate::fit_model(&model, &features, &val_set, window_frames, hop_frames);
-        eprintln!(
-            "logit offsets {:?}: validation UA {:.3} -> {:.3}",
-            c.offsets, c.val_ua_before, c.val_ua_after
-        );
+        eprintln!("{c}");
         model = model.with_logit_offsets(&c.offsets);
         Some(c)
     } else {
@@ -1015,12 +1012,12 @@ pub fn render_report(t: &Value, name: &str) -> String {
              weight ~ Beta({alpha}, {alpha}), labels blended alike.\n"
         );
     }
-    if t["train_config"]["corpus_shares"] == "equal" {
-        let _ = writeln!(
-            s,
-            "Every corpus had the same share of the training windows (not in proportion \
-             to the square root of its speakers).\n"
-        );
+    if let Some(note) =
+        serde_json::from_value::<CorpusShares>(t["train_config"]["corpus_shares"].clone())
+            .ok()
+            .and_then(CorpusShares::note)
+    {
+        let _ = writeln!(s, "{note}\n");
     }
     if t["formant_warp"].as_bool() == Some(true) {
         let _ = writeln!(

@@ -647,13 +647,23 @@ pub enum CorpusShares {
     Equal,
 }
 
+impl CorpusShares {
+    /// The sentence reports give a run that did not use the default shares.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            CorpusShares::SqrtSpeakers => None,
+            CorpusShares::Equal => Some(
+                "Every corpus had the same share of the training windows (not in \
+                 proportion to the square root of its speakers).",
+            ),
+        }
+    }
+}
+
+/// The `--corpus-shares` value (clap shows the default with it).
 impl std::fmt::Display for CorpusShares {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use clap::ValueEnum;
-        match self.to_possible_value() {
-            Some(v) => f.write_str(v.get_name()),
-            None => Ok(()),
-        }
+        crate::fmt_value_enum(self, f)
     }
 }
 
