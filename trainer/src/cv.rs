@@ -694,8 +694,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
          validation through the phone too: {}, on speaker streams too: {}, training lines {}; \
-         mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {:?}, {} pooling over \
-         time; {} network(s) a partition{}{}. {:.0} s in all.\n",
+         mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {:?}, frequency stem channels {}, {} \
+         pooling over time; {} network(s) a partition{}{}. {:.0} s in all.\n",
         t.seed,
         t.epochs,
         t.samples_per_epoch,
@@ -711,6 +711,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         front.fmax,
         t.append_pitch,
         t.channels,
+        t.frequency_stem,
         t.pooling.describe(),
         t.ensemble,
         if t.ensemble > 1 {
@@ -911,6 +912,7 @@ fn write_outputs(
         "seed": o.train.seed,
         "channels": o.train.channels,
         "pooling": o.train.pooling,
+        "frequency_stem": o.train.frequency_stem,
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "speaker_adversary": o.train.speaker_adversary,

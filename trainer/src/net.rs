@@ -65,6 +65,11 @@ impl Pooling {
 /// Width of the attention's hidden layer in [`Pooling::Attentive`].
 const ATTENTION_HIDDEN: usize = 32;
 
+/// Feature rows the frequency stem's max pooling merges into one: a pattern
+/// may move this far up or down the spectrum (a few mel bands, about a
+/// vocal tract length's difference between voices) and look the same.
+pub const FREQUENCY_STEM_POOL: usize = 4;
+
 /// Shape of the network; travels in the training report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetConfig {
@@ -80,6 +85,14 @@ pub struct NetConfig {
     /// Absent in reports written before it existed: those nets averaged.
     #[serde(default)]
     pub pooling: Pooling,
+    /// Channels of a frequency-aware stem beside the first block (0 = none):
+    /// 3x3 convolutions over the frame rows as an image, so one detector
+    /// serves every band, max-pooled over [`FREQUENCY_STEM_POOL`] rows and
+    /// added into the first block. The blocks alone treat each band as a
+    /// channel of its own and cannot tell a formant pattern moved up a few
+    /// bands (a shorter vocal tract) from a different one.
+    #[serde(default)]
+    pub frequency_stem: usize,
 }
 
 impl NetConfig {
@@ -91,7 +104,15 @@ impl NetConfig {
             dropout: 0.3,
             n_labels,
             pooling: Pooling::Mean,
+            frequency_stem: 0,
         }
+    }
+
+    /// Rows the frequency stem hands its projection: its 3x3 convolution
+    /// keeps `n_features - 2` rows (no padding over frequency), the pooling
+    /// a quarter of them.
+    fn stem_rows(&self) -> usize {
+        self.n_features.saturating_sub(2) / FREQUENCY_STEM_POOL
     }
 
     /// Multiply-adds of one forward pass over `n_frames` frames (convolutions
@@ -106,6 +127,12 @@ impl NetConfig {
                 frames /= 2;
             }
             c_in = c_out;
+        }
+        if self.frequency_stem > 0 {
+            let c = self.frequency_stem;
+            let first = self.channels.first().copied().unwrap_or(0);
+            total += (c * 9 * self.n_features.saturating_sub(2) + c * self.stem_rows() * first)
+                * n_frames;
         }
         if self.pooling == Pooling::Attentive {
             total += (c_in * ATTENTION_HIDDEN + ATTENTION_HIDDEN + 2 * c_in) * frames;
@@ -122,7 +149,28 @@ impl NetConfig {
     pub fn init(&self, device: &Device) -> EmotionCnn {
         assert!(self.kernel % 2 == 1, "kernel size must be odd");
         assert!(!self.channels.is_empty(), "at least one block");
+        assert!(
+            self.frequency_stem == 0 || self.stem_rows() > 0,
+            "a frequency stem needs at least {} feature rows",
+            2 + FREQUENCY_STEM_POOL
+        );
         let pad = self.kernel / 2;
+        let stem = (self.frequency_stem > 0).then(|| FrequencyStem {
+            conv: Conv2dConfig::new([1, self.frequency_stem], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(0, 1, 0, 1))
+                .with_bias(false)
+                .init(device),
+            norm: BatchNormConfig::new(self.frequency_stem).init(device),
+            pool: MaxPool2dConfig::new([FREQUENCY_STEM_POOL, 1]).init(),
+            // Added to the first block's convolution before its BN, so like
+            // it without a bias.
+            project: Conv2dConfig::new(
+                [self.frequency_stem, self.channels[0]],
+                [self.stem_rows(), 1],
+            )
+            .with_bias(false)
+            .init(device),
+        });
         let mut blocks = Vec::with_capacity(self.channels.len());
         let mut c_in = self.n_features;
         for &c_out in &self.channels {
@@ -142,6 +190,7 @@ impl NetConfig {
             score: Conv2dConfig::new([ATTENTION_HIDDEN, 1], [1, 1]).init(device),
         });
         EmotionCnn {
+            stem,
             blocks,
             pool: MaxPool2dConfig::new([1, 2]).init(),
             global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
@@ -167,8 +216,31 @@ pub struct Attention {
     score: Conv2d,
 }
 
+/// See [`NetConfig::frequency_stem`]: `[batch, 1, rows, frames]` ->
+/// `[batch, first block's channels, 1, frames]`.
+#[derive(Module, Debug)]
+pub struct FrequencyStem {
+    conv: Conv2d,
+    norm: BatchNorm,
+    pool: MaxPool2d,
+    project: Conv2d,
+}
+
+impl FrequencyStem {
+    fn forward(&self, image: Tensor<4>) -> Tensor<4> {
+        self.project.forward(self.detect(image))
+    }
+
+    /// The pooled detector maps `[batch, channels, rows / pool, frames]`.
+    fn detect(&self, image: Tensor<4>) -> Tensor<4> {
+        self.pool
+            .forward(relu(self.norm.forward(self.conv.forward(image))))
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct EmotionCnn {
+    stem: Option<FrequencyStem>,
     blocks: Vec<ConvBlock>,
     pool: MaxPool2d,
     global_pool: AdaptiveAvgPool2d,
@@ -193,10 +265,18 @@ impl EmotionCnn {
     /// the classifier reads (`[batch, NetConfig::embedding_width]`), for
     /// training losses on what the network keeps of a window.
     pub fn forward_embedded(&self, features: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
+        let mut stem = self
+            .stem
+            .as_ref()
+            .map(|stem| stem.forward(features.clone().unsqueeze_dim(1)));
         let mut x: Tensor<4> = features.unsqueeze_dim(2);
         let last = self.blocks.len() - 1;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = relu(block.norm.forward(block.conv.forward(x)));
+            let mut y = block.conv.forward(x);
+            if let Some(s) = stem.take() {
+                y = y + s;
+            }
+            x = relu(block.norm.forward(y));
             if i < last {
                 x = self.pool.forward(x);
             }
@@ -324,5 +404,68 @@ impl Ensemble {
             sum = sum + member.forward(features.clone());
         }
         sum.div_scalar(self.members.len() as f32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stem's detectors are the same in every band: a spectral pattern
+    /// moved up by one pooling span gives the same pooled map moved up by
+    /// one row (the first block's per-band convolution alone could not do
+    /// this), and the stem's cost is counted.
+    #[test]
+    fn frequency_stem_moves_with_the_spectrum_and_is_counted() {
+        let device = Device::flex();
+        device.seed(5);
+        let rows = 30;
+        let frames = 12;
+        let config = NetConfig {
+            channels: vec![8, 8],
+            frequency_stem: 3,
+            ..NetConfig::new(rows, 4)
+        };
+        let net = config.init(&device).valid();
+        let stem = net.stem.as_ref().expect("a stem was asked for");
+        let image = |low: usize| {
+            let data: Vec<f32> = (0..rows * frames)
+                .map(|i| {
+                    let (r, t) = (i / frames, i % frames);
+                    if (low..low + 3).contains(&r) {
+                        1.0 + (t as f32 * 0.7).sin() + (r - low) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(data, [1, 1, rows, frames]), &device)
+        };
+        let low = stem.detect(image(8));
+        let high = stem.detect(image(8 + FREQUENCY_STEM_POOL));
+        let pooled_rows = (rows - 2) / FREQUENCY_STEM_POOL;
+        assert_eq!(low.dims(), [1, 3, pooled_rows, frames]);
+        let moved = high.slice([0..1, 0..3, 1..pooled_rows, 0..frames]);
+        let kept = low
+            .clone()
+            .slice([0..1, 0..3, 0..pooled_rows - 1, 0..frames]);
+        let gap = (moved - kept).abs().max().into_scalar::<f32>();
+        assert!(
+            gap < 1e-5,
+            "the pooled map did not move with the pattern ({gap})"
+        );
+        assert!(
+            low.abs().max().into_scalar::<f32>() > 1e-3,
+            "nothing detected"
+        );
+
+        let plain = NetConfig {
+            frequency_stem: 0,
+            ..config.clone()
+        };
+        assert_eq!(
+            config.macs(frames) - plain.macs(frames),
+            3 * (9 * (rows - 2) + pooled_rows * 8) * frames
+        );
     }
 }

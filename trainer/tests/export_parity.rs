@@ -133,6 +133,28 @@ fn statistics_pooling_sees_spread_that_the_mean_does_not() {
     assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
 }
 
+/// The frequency stem (3x3 convolution over rows and frames, pooling over
+/// rows, projection added into the first block) exports, and ONNX Runtime
+/// computes what burn does at every length, alone and in an ensemble.
+#[test]
+fn frequency_stem_matches_onnx_runtime() {
+    let device = Device::flex();
+    let stemmed = |seed: u64| {
+        device.seed(seed);
+        NetConfig {
+            channels: vec![16, 24, 32],
+            frequency_stem: 4,
+            ..NetConfig::new(FeatureConfig::default_model().n_features(), 4)
+        }
+        .init(&device)
+        .valid()
+    };
+    let model = stemmed(8);
+    assert_parity(&Ensemble::new(vec![model.clone()]), |x| model.forward(x));
+    let pair = Ensemble::new(vec![stemmed(8), stemmed(9)]);
+    assert_parity(&pair, |x| pair.forward(x));
+}
+
 #[test]
 fn onnx_runtime_matches_burn_within_1e_4() {
     let model = small_network(3);
