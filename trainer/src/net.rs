@@ -4,7 +4,9 @@
 //! `[batch, n_labels]`. Each block is convolution over time, batch
 //! normalisation, ReLU and max pooling by 2; a pooling over time (see
 //! [`Pooling`]) makes the network independent of the number of frames, so the
-//! element can run a shorter last window at end of stream.
+//! element can run a shorter last window at end of stream. An optional
+//! frequency stem (see [`NetConfig::frequency_stem`]) convolves the rows as
+//! an image and adds what it finds into the first block.
 //!
 //! The time convolutions are written as 2D operations over a unit height axis
 //! (`[batch, channels, 1, frames]`): burn-onnx 0.22 exports `MaxPool2d` and a
