@@ -110,11 +110,16 @@ impl NetConfig {
         }
     }
 
-    /// Rows the frequency stem hands its projection: its 3x3 convolution
-    /// keeps `n_features - 2` rows (no padding over frequency), the pooling
-    /// a quarter of them.
+    /// Rows out of the frequency stem's 3x3 convolution: `n_features - 2`
+    /// (no padding over frequency).
+    fn stem_conv_rows(&self) -> usize {
+        self.n_features.saturating_sub(2)
+    }
+
+    /// Rows the frequency stem hands its projection: the pooling keeps a
+    /// quarter of its convolution's.
     fn stem_rows(&self) -> usize {
-        self.n_features.saturating_sub(2) / FREQUENCY_STEM_POOL
+        self.stem_conv_rows() / FREQUENCY_STEM_POOL
     }
 
     /// Multiply-adds of one forward pass over `n_frames` frames (convolutions
@@ -133,8 +138,7 @@ impl NetConfig {
         if self.frequency_stem > 0 {
             let c = self.frequency_stem;
             let first = self.channels.first().copied().unwrap_or(0);
-            total += (c * 9 * self.n_features.saturating_sub(2) + c * self.stem_rows() * first)
-                * n_frames;
+            total += (c * 9 * self.stem_conv_rows() + c * self.stem_rows() * first) * n_frames;
         }
         if self.pooling == Pooling::Attentive {
             total += (c_in * ATTENTION_HIDDEN + ATTENTION_HIDDEN + 2 * c_in) * frames;
