@@ -181,6 +181,17 @@ struct Recipe {
     /// little of the voice as they can; 0 = off. Not with --mixup.
     #[arg(long, default_value_t = DEFAULTS.speaker_adversary)]
     speaker_adversary: f64,
+    /// Widest band of feature rows each SpecAugment mask zeroes in a
+    /// training window (0 = no band masks).
+    #[arg(long, default_value_t = DEFAULTS.freq_mask)]
+    freq_mask: usize,
+    /// Longest span of frames each SpecAugment mask zeroes (capped at a
+    /// quarter of the window; 0 = no span masks).
+    #[arg(long, default_value_t = DEFAULTS.time_mask)]
+    time_mask: usize,
+    /// SpecAugment masks of each kind (band, span) per training window.
+    #[arg(long, default_value_t = DEFAULTS.masks)]
+    masks: usize,
     /// Each corpus's share of the training windows (within a corpus, every
     /// speaker and emotion weighs the same).
     #[arg(long, value_enum, default_value_t = DEFAULTS.corpus_shares)]
@@ -260,6 +271,9 @@ impl Recipe {
             weight_average_decay: self.weight_average,
             mixup_alpha: self.mixup_alpha,
             speaker_adversary: self.speaker_adversary,
+            freq_mask: self.freq_mask,
+            time_mask: self.time_mask,
+            masks: self.masks,
             corpus_shares: self.corpus_shares,
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,

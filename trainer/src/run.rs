@@ -63,6 +63,10 @@ pub struct TrainOptions {
     pub mixup_alpha: f64,
     /// See `TrainConfig::speaker_adversary`.
     pub speaker_adversary: f64,
+    /// SpecAugment-style masks of every training window (`train::SpecMasks`).
+    pub freq_mask: usize,
+    pub time_mask: usize,
+    pub masks: usize,
     /// See `TrainConfig::corpus_shares`.
     pub corpus_shares: CorpusShares,
     /// After choosing the epoch count on validation, train again on training
@@ -137,6 +141,9 @@ impl Default for TrainOptions {
             weight_average_decay: 0.998,
             mixup_alpha: 0.0,
             speaker_adversary: 0.0,
+            freq_mask: 8,
+            time_mask: 10,
+            masks: 1,
             corpus_shares: CorpusShares::SqrtSpeakers,
             refit: false,
             // More networks from other seeds, their logits averaged (`--ensemble
@@ -451,6 +458,24 @@ pub fn train_student(
     )
 }
 
+/// A sentence naming the SpecAugment masks of a `TrainConfig` (as JSON)
+/// when they differ from the default recipe's one band of up to 8 rows and
+/// one span of up to 10 frames; `None` otherwise or when not recorded.
+pub fn masks_note(train_config: &Value) -> Option<String> {
+    let get = |k: &str| train_config[k].as_u64();
+    let (rows, frames) = (get("freq_mask")?, get("time_mask")?);
+    // Reports from before `masks` existed used one of each.
+    let count = get("masks").unwrap_or(1);
+    let d = TrainOptions::default();
+    ((rows, frames, count) != (d.freq_mask as u64, d.time_mask as u64, d.masks as u64)).then(|| {
+        format!(
+            "SpecAugment: {count} band(s) of up to {rows} feature rows and {count} span(s) of \
+             up to {frames} frames zeroed in every training window (default: one of up to 8 \
+             and one of up to 10)."
+        )
+    })
+}
+
 /// The training loop's settings for options `o`: one place for both `train`
 /// and `cv`.
 pub fn train_config(
@@ -474,8 +499,9 @@ pub fn train_config(
         window_frames,
         hop_frames,
         short_window_fraction: 0.25,
-        freq_mask: 8,
-        time_mask: 10,
+        freq_mask: o.freq_mask,
+        time_mask: o.time_mask,
+        masks: o.masks,
         weight_average_decay: o.weight_average_decay,
         mixup_alpha: o.mixup_alpha,
         fixed_schedule: None,
@@ -1032,6 +1058,9 @@ pub fn render_report(t: &Value, name: &str) -> String {
             "Half the training renditions had their formants moved by a factor of \
              0.9-1.1 (the log-mel rows warped in frequency; pitch and level rows kept).\n"
         );
+    }
+    if let Some(note) = masks_note(&t["train_config"]) {
+        let _ = writeln!(s, "{note}\n");
     }
     if let Some(c) = t["calibration"].as_object() {
         let _ = writeln!(

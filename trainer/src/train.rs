@@ -107,9 +107,11 @@ pub struct TrainConfig {
     /// Fraction of batches cut shorter than a full window, as the element's
     /// last window at end of stream is.
     pub short_window_fraction: f64,
-    /// Max feature rows / frames zeroed by SpecAugment-style masking.
+    /// Max feature rows / frames zeroed by each SpecAugment-style mask.
     pub freq_mask: usize,
     pub time_mask: usize,
+    /// Masks of each kind per training window.
+    pub masks: usize,
     /// Per-batch decay of the exponential moving average of the weights that
     /// is validated and exported (0 = the raw weights). The average moves
     /// less between epochs than the raw weights, so the checkpoint chosen on
@@ -913,7 +915,17 @@ pub fn train_with_teacher(
                     &mut [],
                     out,
                 );
-                spec_augment(out, nf, len, cfg.freq_mask, cfg.time_mask, &mut rng);
+                spec_augment(
+                    out,
+                    nf,
+                    len,
+                    SpecMasks {
+                        max_rows: cfg.freq_mask,
+                        max_frames: cfg.time_mask,
+                        count: cfg.masks,
+                    },
+                    &mut rng,
+                );
                 labels.push(clip.label as i64);
                 if let Some((ids, _)) = &speaker_ids {
                     speakers.push(ids[index] as i64);
@@ -1182,28 +1194,36 @@ impl burn::module::ModuleMapper for ReplaceFloats<'_> {
     }
 }
 
-/// SpecAugment-style masking of one channels-first window: one band of up to
-/// `max_f` feature rows and one span of up to `max_t` frames set to 0 (the
-/// normalised mean), so the network cannot lean on any single band or moment
-/// (telephone band-limiting removes whole bands).
-fn spec_augment(
-    x: &mut [f32],
-    nf: usize,
-    len: usize,
-    max_f: usize,
-    max_t: usize,
-    rng: &mut StdRng,
-) {
-    if max_f > 0 {
-        let w = rng.random_range(0..=max_f.min(nf));
-        let f0 = rng.random_range(0..=nf - w);
-        x[f0 * len..(f0 + w) * len].fill(0.0);
-    }
-    if max_t > 0 {
-        let w = rng.random_range(0..=max_t.min(len / 4));
-        let t0 = rng.random_range(0..=len - w);
-        for row in x.chunks_exact_mut(len) {
-            row[t0..t0 + w].fill(0.0);
+/// SpecAugment-style masks of one training window.
+#[derive(Clone, Copy, Debug)]
+pub struct SpecMasks {
+    /// Widest band of feature rows one mask zeroes.
+    pub max_rows: usize,
+    /// Longest span of frames one mask zeroes (at most a quarter of the window).
+    pub max_frames: usize,
+    /// Masks of each kind.
+    pub count: usize,
+}
+
+/// SpecAugment-style masking of one channels-first window: `count` bands of
+/// up to `max_rows` feature rows and `count` spans of up to `max_frames`
+/// frames set to 0 (the normalised mean), so the network cannot lean on any
+/// single band or moment (telephone band-limiting removes whole bands). With
+/// one mask of each kind it draws exactly what it always drew, so older
+/// recipes reproduce.
+pub fn spec_augment(x: &mut [f32], nf: usize, len: usize, masks: SpecMasks, rng: &mut StdRng) {
+    for _ in 0..masks.count {
+        if masks.max_rows > 0 {
+            let w = rng.random_range(0..=masks.max_rows.min(nf));
+            let f0 = rng.random_range(0..=nf - w);
+            x[f0 * len..(f0 + w) * len].fill(0.0);
+        }
+        if masks.max_frames > 0 {
+            let w = rng.random_range(0..=masks.max_frames.min(len / 4));
+            let t0 = rng.random_range(0..=len - w);
+            for row in x.chunks_exact_mut(len) {
+                row[t0..t0 + w].fill(0.0);
+            }
         }
     }
 }
@@ -1306,6 +1326,67 @@ mod tests {
             ramp[6]
         );
         assert!(ramp[59] > 0.99 && ramp[59] < 1.0);
+    }
+
+    #[test]
+    fn spec_masks_zero_whole_bands_and_spans_count_times() {
+        let (nf, len) = (20, 40);
+        let (mut widest_bands, mut widest_spans) = (0, 0);
+        for seed in 0..200 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut x = vec![1f32; nf * len];
+            let bands = SpecMasks {
+                max_rows: 5,
+                max_frames: 0,
+                count: 3,
+            };
+            spec_augment(&mut x, nf, len, bands, &mut rng);
+            // Whole rows or nothing, never more than three bands' worth.
+            let zero_rows = x
+                .chunks_exact(len)
+                .filter(|row| {
+                    assert!(row.iter().all(|&v| v == row[0]), "a band mask cut a row");
+                    row[0] == 0.0
+                })
+                .count();
+            assert!(zero_rows <= 15, "{zero_rows} rows zeroed by 3 masks of 5");
+            widest_bands = widest_bands.max(zero_rows);
+
+            let mut x = vec![1f32; nf * len];
+            let spans = SpecMasks {
+                max_rows: 0,
+                max_frames: 6,
+                count: 2,
+            };
+            spec_augment(&mut x, nf, len, spans, &mut rng);
+            let zero_frames = (0..len)
+                .filter(|&t| {
+                    let column: Vec<f32> = (0..nf).map(|f| x[f * len + t]).collect();
+                    assert!(column.iter().all(|&v| v == column[0]), "a span cut a frame");
+                    column[0] == 0.0
+                })
+                .count();
+            assert!(
+                zero_frames <= 12,
+                "{zero_frames} frames zeroed by 2 masks of 6"
+            );
+            widest_spans = widest_spans.max(zero_frames);
+        }
+        // More than one mask of each kind lands somewhere.
+        assert!(
+            widest_bands > 5 && widest_spans > 6,
+            "{widest_bands} {widest_spans}"
+        );
+
+        // None requested, none drawn.
+        let mut x = vec![1f32; nf * len];
+        let off = SpecMasks {
+            max_rows: 8,
+            max_frames: 10,
+            count: 0,
+        };
+        spec_augment(&mut x, nf, len, off, &mut StdRng::seed_from_u64(1));
+        assert!(x.iter().all(|&v| v == 1.0));
     }
 
     #[test]
