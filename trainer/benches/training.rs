@@ -28,6 +28,7 @@ fn bench_training(c: &mut Criterion) {
         short_window_fraction: 0.25,
         freq_mask: 8,
         time_mask: 10,
+        masks: 1,
         weight_average_decay: 0.998,
         ..synthetic::small_config(NetConfig::new(features.n_features(), 4), window_frames)
     };

@@ -74,6 +74,7 @@ fn the_same_seed_trains_the_same_model() {
             short_window_fraction: 0.5,
             freq_mask: 4,
             time_mask: 4,
+            masks: 1,
             weight_average_decay: 0.9,
             ..small_config(small_net(&features), window_frames)
         };

@@ -89,6 +89,7 @@ pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
         short_window_fraction: 0.0,
         freq_mask: 0,
         time_mask: 0,
+        masks: 0,
         weight_average_decay: 0.0,
         mixup_alpha: 0.0,
         fixed_schedule: None,
