@@ -128,11 +128,11 @@ impl Default for TrainOptions {
             window_seconds: 2.0,
             channels: vec![48, 64, 80, 96],
             pooling: Pooling::Mean,
-            // One network with a frequency stem: +1.3 clean and +0.7 on the
-            // phone over the two networks without one, +2.9 / +1.5 over the
-            // first of them alone, on the mean of the four target corpora,
-            // 4-fold by speaker (models/EXPERIMENTS.md), for three quarters
-            // of their multiply-adds.
+            // One network with a frequency stem: +3.2 clean and +3.5 on the
+            // phone over the same network without it (two seeds), +1.3 / +0.7
+            // over two networks without it (one seed), on the mean of the
+            // four target corpora, 4-fold by speaker (models/EXPERIMENTS.md),
+            // for three quarters of their multiply-adds.
             frequency_stem: 8,
             fmax: None,
             fmin: None,
