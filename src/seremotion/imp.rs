@@ -733,13 +733,22 @@ fn deinterleave<const N: usize>(
         b.copy_from_slice(bytes);
         finite(read(b))
     };
-    for (f, frame) in data.chunks_exact(N * n_channels).enumerate() {
-        if mix {
+    let frames = data.chunks_exact(N * n_channels);
+    if n_channels == 1 {
+        // Mono (or a mono mix): one straight pass that the compiler vectorises.
+        for (out, bytes) in channels[0].input.iter_mut().zip(frames) {
+            *out = sample(bytes);
+        }
+    } else if mix {
+        for (out, frame) in channels[0].input.iter_mut().zip(frames) {
             let sum: f32 = frame.chunks_exact(N).map(sample).sum();
-            channels[0].input[f] = sum / n_channels as f32;
-        } else {
-            for (c, bytes) in frame.chunks_exact(N).enumerate() {
-                channels[c].input[f] = sample(bytes);
+            *out = sum / n_channels as f32;
+        }
+    } else {
+        // One pass per channel, so that each writes its input in order.
+        for (c, channel) in channels.iter_mut().enumerate() {
+            for (out, frame) in channel.input.iter_mut().zip(frames.clone()) {
+                *out = sample(&frame[c * N..(c + 1) * N]);
             }
         }
     }
