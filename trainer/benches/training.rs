@@ -5,7 +5,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::net::NetConfig;
-use seremotion_trainer::train::{self, TrainConfig};
+use seremotion_trainer::train::{self, SpecMasks, TrainConfig};
 
 #[path = "../tests/support/synthetic.rs"]
 mod synthetic;
@@ -26,9 +26,7 @@ fn bench_training(c: &mut Criterion) {
         label_smoothing: 0.05,
         hop_frames: 50,
         short_window_fraction: 0.25,
-        freq_mask: 8,
-        time_mask: 10,
-        masks: 1,
+        spec_masks: SpecMasks::default(),
         weight_average_decay: 0.998,
         ..synthetic::small_config(NetConfig::new(features.n_features(), 4), window_frames)
     };

@@ -735,11 +735,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
             "Half the training renditions had their formants moved by a factor of 0.9-1.1.\n"
         );
     }
-    if let Some(note) = run::masks_note(&json!({
-        "freq_mask": t.freq_mask,
-        "time_mask": t.time_mask,
-        "masks": t.masks,
-    })) {
+    if let Some(note) = t.spec_masks.note() {
         let _ = writeln!(s, "{note}\n");
     }
     if t.speaker_adversary > 0.0 {
@@ -923,9 +919,9 @@ fn write_outputs(
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "speaker_adversary": o.train.speaker_adversary,
-        "freq_mask": o.train.freq_mask,
-        "time_mask": o.train.time_mask,
-        "masks": o.train.masks,
+        "freq_mask": o.train.spec_masks.max_rows,
+        "time_mask": o.train.spec_masks.max_frames,
+        "masks": o.train.spec_masks.count,
         "corpus_shares": o.train.corpus_shares,
         "calibrate": o.train.calibrate,
         "append_pitch": o.train.append_pitch,

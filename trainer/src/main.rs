@@ -11,7 +11,7 @@ use seremotion_trainer::cv::{self, CvOptions};
 use seremotion_trainer::eval::Streams;
 use seremotion_trainer::net::Pooling;
 use seremotion_trainer::run::{self, DataSource, TrainOptions};
-use seremotion_trainer::train::{CorpusShares, Distillation};
+use seremotion_trainer::train::{CorpusShares, Distillation, SpecMasks};
 
 #[derive(Parser)]
 #[command(
@@ -183,14 +183,14 @@ struct Recipe {
     speaker_adversary: f64,
     /// Widest band of feature rows each SpecAugment mask zeroes in a
     /// training window (0 = no band masks).
-    #[arg(long, default_value_t = DEFAULTS.freq_mask)]
+    #[arg(long, default_value_t = DEFAULTS.spec_masks.max_rows)]
     freq_mask: usize,
     /// Longest span of frames each SpecAugment mask zeroes (capped at a
     /// quarter of the window; 0 = no span masks).
-    #[arg(long, default_value_t = DEFAULTS.time_mask)]
+    #[arg(long, default_value_t = DEFAULTS.spec_masks.max_frames)]
     time_mask: usize,
     /// SpecAugment masks of each kind (band, span) per training window.
-    #[arg(long, default_value_t = DEFAULTS.masks)]
+    #[arg(long, default_value_t = DEFAULTS.spec_masks.count)]
     masks: usize,
     /// Each corpus's share of the training windows (within a corpus, every
     /// speaker and emotion weighs the same).
@@ -271,9 +271,11 @@ impl Recipe {
             weight_average_decay: self.weight_average,
             mixup_alpha: self.mixup_alpha,
             speaker_adversary: self.speaker_adversary,
-            freq_mask: self.freq_mask,
-            time_mask: self.time_mask,
-            masks: self.masks,
+            spec_masks: SpecMasks {
+                max_rows: self.freq_mask,
+                max_frames: self.time_mask,
+                count: self.masks,
+            },
             corpus_shares: self.corpus_shares,
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,

@@ -19,7 +19,8 @@ use crate::corpus::{self, Clip, LABELS};
 use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
 use crate::split::{self, SplitConfig};
 use crate::train::{
-    self, ClipFeatures, CorpusShares, Distillation, Teacher, TrainConfig, TrainOutcome, Utterance,
+    self, ClipFeatures, CorpusShares, Distillation, SpecMasks, Teacher, TrainConfig, TrainOutcome,
+    Utterance,
 };
 use crate::{augment, calibrate, eval, export};
 
@@ -63,10 +64,8 @@ pub struct TrainOptions {
     pub mixup_alpha: f64,
     /// See `TrainConfig::speaker_adversary`.
     pub speaker_adversary: f64,
-    /// SpecAugment-style masks of every training window (`train::SpecMasks`).
-    pub freq_mask: usize,
-    pub time_mask: usize,
-    pub masks: usize,
+    /// See `TrainConfig::spec_masks`.
+    pub spec_masks: SpecMasks,
     /// See `TrainConfig::corpus_shares`.
     pub corpus_shares: CorpusShares,
     /// After choosing the epoch count on validation, train again on training
@@ -141,9 +140,7 @@ impl Default for TrainOptions {
             weight_average_decay: 0.998,
             mixup_alpha: 0.0,
             speaker_adversary: 0.0,
-            freq_mask: 8,
-            time_mask: 10,
-            masks: 1,
+            spec_masks: SpecMasks::default(),
             corpus_shares: CorpusShares::SqrtSpeakers,
             refit: false,
             // More networks from other seeds, their logits averaged (`--ensemble
@@ -458,24 +455,6 @@ pub fn train_student(
     )
 }
 
-/// A sentence naming the SpecAugment masks of a `TrainConfig` (as JSON)
-/// when they differ from the default recipe's one band of up to 8 rows and
-/// one span of up to 10 frames; `None` otherwise or when not recorded.
-pub fn masks_note(train_config: &Value) -> Option<String> {
-    let get = |k: &str| train_config[k].as_u64();
-    let (rows, frames) = (get("freq_mask")?, get("time_mask")?);
-    // Reports from before `masks` existed used one of each.
-    let count = get("masks").unwrap_or(1);
-    let d = TrainOptions::default();
-    ((rows, frames, count) != (d.freq_mask as u64, d.time_mask as u64, d.masks as u64)).then(|| {
-        format!(
-            "SpecAugment: {count} band(s) of up to {rows} feature rows and {count} span(s) of \
-             up to {frames} frames zeroed in every training window (default: one of up to 8 \
-             and one of up to 10)."
-        )
-    })
-}
-
 /// The training loop's settings for options `o`: one place for both `train`
 /// and `cv`.
 pub fn train_config(
@@ -499,9 +478,7 @@ pub fn train_config(
         window_frames,
         hop_frames,
         short_window_fraction: 0.25,
-        freq_mask: o.freq_mask,
-        time_mask: o.time_mask,
-        masks: o.masks,
+        spec_masks: o.spec_masks,
         weight_average_decay: o.weight_average_decay,
         mixup_alpha: o.mixup_alpha,
         fixed_schedule: None,
@@ -1059,7 +1036,10 @@ pub fn render_report(t: &Value, name: &str) -> String {
              0.9-1.1 (the log-mel rows warped in frequency; pitch and level rows kept).\n"
         );
     }
-    if let Some(note) = masks_note(&t["train_config"]) {
+    if let Some(note) = serde_json::from_value::<SpecMasks>(t["train_config"].clone())
+        .ok()
+        .and_then(SpecMasks::note)
+    {
         let _ = writeln!(s, "{note}\n");
     }
     if let Some(c) = t["calibration"].as_object() {

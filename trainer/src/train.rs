@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::Distribution;
 use rand_distr::weighted::WeightedAliasIndex;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use seremotion_core::analysis::{
     self, DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
 };
@@ -107,11 +107,10 @@ pub struct TrainConfig {
     /// Fraction of batches cut shorter than a full window, as the element's
     /// last window at end of stream is.
     pub short_window_fraction: f64,
-    /// Max feature rows / frames zeroed by each SpecAugment-style mask.
-    pub freq_mask: usize,
-    pub time_mask: usize,
-    /// Masks of each kind per training window.
-    pub masks: usize,
+    /// SpecAugment-style masks of every training window (its fields sit
+    /// flat in the report, as they always have).
+    #[serde(flatten)]
+    pub spec_masks: SpecMasks,
     /// Per-batch decay of the exponential moving average of the weights that
     /// is validated and exported (0 = the raw weights). The average moves
     /// less between epochs than the raw weights, so the checkpoint chosen on
@@ -915,17 +914,7 @@ pub fn train_with_teacher(
                     &mut [],
                     out,
                 );
-                spec_augment(
-                    out,
-                    nf,
-                    len,
-                    SpecMasks {
-                        max_rows: cfg.freq_mask,
-                        max_frames: cfg.time_mask,
-                        count: cfg.masks,
-                    },
-                    &mut rng,
-                );
+                spec_augment(out, nf, len, cfg.spec_masks, &mut rng);
                 labels.push(clip.label as i64);
                 if let Some((ids, _)) = &speaker_ids {
                     speakers.push(ids[index] as i64);
@@ -1194,15 +1183,54 @@ impl burn::module::ModuleMapper for ReplaceFloats<'_> {
     }
 }
 
-/// SpecAugment-style masks of one training window.
-#[derive(Clone, Copy, Debug)]
+/// SpecAugment-style masks of one training window. Reports older than
+/// `count` read as one of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SpecMasks {
     /// Widest band of feature rows one mask zeroes.
+    #[serde(rename = "freq_mask")]
     pub max_rows: usize,
     /// Longest span of frames one mask zeroes (at most a quarter of the window).
+    #[serde(rename = "time_mask")]
     pub max_frames: usize,
     /// Masks of each kind.
+    #[serde(rename = "masks")]
     pub count: usize,
+}
+
+impl Default for SpecMasks {
+    /// The recipe every cross-validated figure so far used.
+    fn default() -> Self {
+        SpecMasks {
+            max_rows: 8,
+            max_frames: 10,
+            count: 1,
+        }
+    }
+}
+
+impl SpecMasks {
+    /// No masks at all.
+    pub const OFF: SpecMasks = SpecMasks {
+        max_rows: 0,
+        max_frames: 0,
+        count: 0,
+    };
+
+    /// The sentence reports give a run that did not use the default masks.
+    pub fn note(self) -> Option<String> {
+        (self != SpecMasks::default()).then(|| {
+            format!(
+                "SpecAugment: {count} band(s) of up to {rows} feature rows and {count} span(s) \
+                 of up to {frames} frames zeroed in every training window (default: one of up \
+                 to 8 and one of up to 10).",
+                count = self.count,
+                rows = self.max_rows,
+                frames = self.max_frames
+            )
+        })
+    }
 }
 
 /// SpecAugment-style masking of one channels-first window: `count` bands of

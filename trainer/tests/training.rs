@@ -4,7 +4,7 @@
 //! schedule; the same seed gives the same model.
 
 use seremotion_core::features::FeatureConfig;
-use seremotion_trainer::train::{self, TrainConfig};
+use seremotion_trainer::train::{self, SpecMasks, TrainConfig};
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -72,9 +72,11 @@ fn the_same_seed_trains_the_same_model() {
             seed,
             max_epochs: 2,
             short_window_fraction: 0.5,
-            freq_mask: 4,
-            time_mask: 4,
-            masks: 1,
+            spec_masks: SpecMasks {
+                max_rows: 4,
+                max_frames: 4,
+                count: 1,
+            },
             weight_average_decay: 0.9,
             ..small_config(small_net(&features), window_frames)
         };

@@ -6,7 +6,7 @@
 
 use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::net::NetConfig;
-use seremotion_trainer::train::{self, ClipFeatures, TrainConfig, Utterance};
+use seremotion_trainer::train::{self, ClipFeatures, SpecMasks, TrainConfig, Utterance};
 
 /// 1.2 s of a class-specific signal: base pitch and tremolo rate per class.
 pub fn synthetic(label: usize, variant: usize) -> Vec<f32> {
@@ -87,9 +87,7 @@ pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
         window_frames,
         hop_frames: 20,
         short_window_fraction: 0.0,
-        freq_mask: 0,
-        time_mask: 0,
-        masks: 0,
+        spec_masks: SpecMasks::OFF,
         weight_average_decay: 0.0,
         mixup_alpha: 0.0,
         fixed_schedule: None,
