@@ -43,6 +43,9 @@ pub struct CvOptions {
     pub max_folds: Option<usize>,
     /// Also train on all corpora but one and test on that one.
     pub leave_one_corpus_out: bool,
+    /// Corpora leave-one-corpus-out holds out (empty = every corpus); the
+    /// partitions are the ones a full run makes for those corpora.
+    pub held_out: Vec<String>,
     /// Recipes compared: one run per window normalisation.
     pub normalizations: Vec<WindowNormalization>,
     /// Fraction of each corpus's training speakers used for validation.
@@ -159,6 +162,35 @@ pub fn corpus_partitions(clips: &[Clip], val_fraction: f64, seed: u64) -> Vec<Pa
         .collect()
 }
 
+/// The leave-one-corpus-out `partitions` that test one of `corpora` (all of
+/// them if `corpora` is empty), in the order given; an error names the
+/// corpora there are if one is not among them.
+fn held_out_partitions(partitions: Vec<Partition>, corpora: &[String]) -> Result<Vec<Partition>> {
+    if corpora.is_empty() {
+        return Ok(partitions);
+    }
+    corpora
+        .iter()
+        .map(|corpus| {
+            let name = format!("test {corpus}");
+            partitions
+                .iter()
+                .find(|p| p.name == name)
+                .cloned()
+                .with_context(|| {
+                    let known: Vec<&str> = partitions
+                        .iter()
+                        .map(|p| p.name.trim_start_matches("test "))
+                        .collect();
+                    format!(
+                        "--held-out {corpus}: no such corpus in the manifest (it has {})",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Clips `is_test` picks are the test set; validation voices are drawn from
 /// the others, and the rest train.
 fn split_validation(
@@ -267,8 +299,14 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
         p.truncate(o.max_folds.unwrap_or(usize::MAX));
         partitions.extend(p);
     }
+    if !o.held_out.is_empty() && !o.leave_one_corpus_out {
+        bail!("--held-out names corpora for --leave-one-corpus-out; give that too");
+    }
     if o.leave_one_corpus_out {
-        let mut p = corpus_partitions(&clips, o.val_fraction, t.seed);
+        let mut p = held_out_partitions(
+            corpus_partitions(&clips, o.val_fraction, t.seed),
+            &o.held_out,
+        )?;
         p.truncate(o.max_folds.unwrap_or(usize::MAX));
         partitions.extend(p);
     }
@@ -912,6 +950,7 @@ fn write_outputs(
         "corpora": corpus::summarize(clips),
         "folds": o.folds,
         "leave_one_corpus_out": o.leave_one_corpus_out,
+        "held_out": o.held_out,
         "seed": o.train.seed,
         "channels": o.train.channels,
         "pooling": o.train.pooling,
@@ -1036,6 +1075,37 @@ mod tests {
             assert!(p.train.iter().chain(&p.val).all(|&i| clips[i].corpus != c));
             assert_eq!(p.train.len() + p.val.len() + p.test.len(), clips.len());
         }
+    }
+
+    #[test]
+    fn held_out_corpora_keep_the_full_runs_partitions() {
+        let clips = clips();
+        let all = corpus_partitions(&clips, 0.15, 3);
+        let names: Vec<String> = all
+            .iter()
+            .map(|p| p.name.trim_start_matches("test ").to_string())
+            .collect();
+        let last = names.last().unwrap().clone();
+        let picked = held_out_partitions(all.clone(), std::slice::from_ref(&last)).unwrap();
+        assert_eq!(picked.len(), 1);
+        let full = all.last().unwrap();
+        assert_eq!(picked[0].name, full.name);
+        assert_eq!(
+            (&picked[0].train, &picked[0].val, &picked[0].test),
+            (&full.train, &full.val, &full.test),
+            "the same speakers train, validate and test as in a full run"
+        );
+        assert_eq!(
+            held_out_partitions(all.clone(), &[]).unwrap().len(),
+            all.len()
+        );
+        let err = held_out_partitions(all, &["nosuch".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nosuch") && names.iter().all(|n| err.contains(n.as_str())),
+            "{err}"
+        );
     }
 
     #[test]

@@ -333,6 +333,11 @@ struct CvArgs {
     /// Also train on all corpora but one and test on that one, for each corpus.
     #[arg(long)]
     leave_one_corpus_out: bool,
+    /// With --leave-one-corpus-out, hold out only these corpora
+    /// (comma-separated, e.g. ravdess,savee,tess): the same partitions a full
+    /// run makes for them.
+    #[arg(long, value_delimiter = ',', value_name = "CORPUS")]
+    held_out: Vec<String>,
     /// Recipes to compare, comma-separated.
     #[arg(
         long,
@@ -406,6 +411,7 @@ fn real_main() -> Result<()> {
             folds: a.folds,
             max_folds: a.max_folds,
             leave_one_corpus_out: a.leave_one_corpus_out,
+            held_out: a.held_out,
             normalizations: a.normalization.into_iter().map(Into::into).collect(),
             val_fraction: a.val_fraction,
         }),

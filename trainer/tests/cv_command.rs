@@ -31,6 +31,7 @@ fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
         },
         folds: 3,
         max_folds: None,
+        held_out: Vec::new(),
         leave_one_corpus_out: false,
         normalizations: vec![Default::default()],
         val_fraction: 0.2,
