@@ -144,10 +144,34 @@ pub fn kfold_partitions(clips: &[Clip], k: usize, val_fraction: f64, seed: u64) 
         .collect()
 }
 
-/// Leave-one-corpus-out partitions, one per corpus.
-pub fn corpus_partitions(clips: &[Clip], val_fraction: f64, seed: u64) -> Vec<Partition> {
+/// Leave-one-corpus-out partitions, one per corpus of `held_out` in that
+/// order (every corpus if it is empty). Each is the same whichever others
+/// are asked for; a name that is not a corpus of `clips` is an error naming
+/// those there are.
+pub fn corpus_partitions(
+    clips: &[Clip],
+    val_fraction: f64,
+    seed: u64,
+    held_out: &[String],
+) -> Result<Vec<Partition>> {
     let corpora: BTreeSet<&str> = clips.iter().map(|c| c.corpus.as_str()).collect();
-    corpora
+    let tested: Vec<&str> = if held_out.is_empty() {
+        corpora.iter().copied().collect()
+    } else {
+        held_out
+            .iter()
+            .map(|name| {
+                corpora.get(name.as_str()).copied().with_context(|| {
+                    let known: Vec<&str> = corpora.iter().copied().collect();
+                    format!(
+                        "--held-out {name}: no such corpus in the manifest (it has {})",
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok(tested
         .into_iter()
         .map(|corpus| {
             split_validation(
@@ -159,36 +183,7 @@ pub fn corpus_partitions(clips: &[Clip], val_fraction: f64, seed: u64) -> Vec<Pa
                 seed,
             )
         })
-        .collect()
-}
-
-/// The leave-one-corpus-out `partitions` that test one of `corpora` (all of
-/// them if `corpora` is empty), in the order given; an error names the
-/// corpora there are if one is not among them.
-fn held_out_partitions(partitions: Vec<Partition>, corpora: &[String]) -> Result<Vec<Partition>> {
-    if corpora.is_empty() {
-        return Ok(partitions);
-    }
-    corpora
-        .iter()
-        .map(|corpus| {
-            let name = format!("test {corpus}");
-            partitions
-                .iter()
-                .find(|p| p.name == name)
-                .cloned()
-                .with_context(|| {
-                    let known: Vec<&str> = partitions
-                        .iter()
-                        .map(|p| p.name.trim_start_matches("test "))
-                        .collect();
-                    format!(
-                        "--held-out {corpus}: no such corpus in the manifest (it has {})",
-                        known.join(", ")
-                    )
-                })
-        })
-        .collect()
+        .collect())
 }
 
 /// Clips `is_test` picks are the test set; validation voices are drawn from
@@ -282,6 +277,9 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     if o.folds == 0 && !o.leave_one_corpus_out {
         bail!("nothing to do: give --folds K (K >= 2) and/or --leave-one-corpus-out");
     }
+    if !o.held_out.is_empty() && !o.leave_one_corpus_out {
+        bail!("--held-out names corpora for --leave-one-corpus-out; give that too");
+    }
     if o.normalizations.is_empty() {
         bail!("give at least one --normalization");
     }
@@ -299,14 +297,8 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
         p.truncate(o.max_folds.unwrap_or(usize::MAX));
         partitions.extend(p);
     }
-    if !o.held_out.is_empty() && !o.leave_one_corpus_out {
-        bail!("--held-out names corpora for --leave-one-corpus-out; give that too");
-    }
     if o.leave_one_corpus_out {
-        let mut p = held_out_partitions(
-            corpus_partitions(&clips, o.val_fraction, t.seed),
-            &o.held_out,
-        )?;
+        let mut p = corpus_partitions(&clips, o.val_fraction, t.seed, &o.held_out)?;
         p.truncate(o.max_folds.unwrap_or(usize::MAX));
         partitions.extend(p);
     }
@@ -1065,7 +1057,7 @@ mod tests {
     #[test]
     fn leave_one_corpus_out_tests_each_corpus_on_the_others() {
         let clips = clips();
-        let parts = corpus_partitions(&clips, 0.15, 3);
+        let parts = corpus_partitions(&clips, 0.15, 3, &[]).unwrap();
         assert_eq!(parts.len(), 3);
         for p in &parts {
             let test_corpora: BTreeSet<&str> =
@@ -1080,13 +1072,13 @@ mod tests {
     #[test]
     fn held_out_corpora_keep_the_full_runs_partitions() {
         let clips = clips();
-        let all = corpus_partitions(&clips, 0.15, 3);
+        let all = corpus_partitions(&clips, 0.15, 3, &[]).unwrap();
         let names: Vec<String> = all
             .iter()
             .map(|p| p.name.trim_start_matches("test ").to_string())
             .collect();
         let last = names.last().unwrap().clone();
-        let picked = held_out_partitions(all.clone(), std::slice::from_ref(&last)).unwrap();
+        let picked = corpus_partitions(&clips, 0.15, 3, std::slice::from_ref(&last)).unwrap();
         assert_eq!(picked.len(), 1);
         let full = all.last().unwrap();
         assert_eq!(picked[0].name, full.name);
@@ -1095,11 +1087,8 @@ mod tests {
             (&full.train, &full.val, &full.test),
             "the same speakers train, validate and test as in a full run"
         );
-        assert_eq!(
-            held_out_partitions(all.clone(), &[]).unwrap().len(),
-            all.len()
-        );
-        let err = held_out_partitions(all, &["nosuch".to_string()])
+        assert_eq!(all.len(), 3, "every corpus when none is named");
+        let err = corpus_partitions(&clips, 0.15, 3, &["nosuch".to_string()])
             .unwrap_err()
             .to_string();
         assert!(
