@@ -8,7 +8,7 @@
 //! element decides them), so test speakers play no part, and they go into
 //! the classifier's bias, so the element runs them at no cost.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use seremotion_core::features::FeatureConfig;
 
 use crate::corpus::LABELS;
@@ -24,7 +24,7 @@ const STEP: f32 = 0.1;
 /// nothing.
 const MAX_PASSES: usize = 4;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Calibration {
     /// One per label, in label order; the first stays 0 (softmax ignores a
     /// shift shared by all labels).

@@ -12,15 +12,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
 use seremotion_core::features::{FeatureConfig, WindowNormalization};
 
@@ -50,6 +50,10 @@ pub struct CvOptions {
     pub normalizations: Vec<WindowNormalization>,
     /// Fraction of each corpus's training speakers used for validation.
     pub val_fraction: f64,
+    /// Keep the rows of `out/cv.json`, if the same recipe wrote it, and train
+    /// only the partitions it lacks: a long run split over several sittings
+    /// gives the rows one uninterrupted run gives.
+    pub resume: bool,
 }
 
 /// A (corpus, speaker) pair: the unit folds keep together.
@@ -212,7 +216,7 @@ fn split_validation(
 }
 
 /// Scores of one corpus in one fold.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CorpusScore {
     /// Scored test clips (ASED: common sentences only).
     pub clips: usize,
@@ -232,7 +236,7 @@ pub struct CorpusScore {
 }
 
 /// One recipe on one partition.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FoldResult {
     pub recipe: String,
     pub protocol: String,
@@ -303,6 +307,41 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
         partitions.extend(p);
     }
 
+    let recipe = recipe_record(o)?;
+    let json_path = t.out.join("cv.json");
+    let earlier = if o.resume {
+        earlier_run(&json_path, &recipe)?.unwrap_or_default()
+    } else {
+        Earlier::default()
+    };
+    check_test_voices(&earlier.runs, &partitions, &clips, &json_path)?;
+    let todo: Vec<(&Partition, WindowNormalization)> = partitions
+        .iter()
+        .flat_map(|p| o.normalizations.iter().map(move |&n| (p, n)))
+        .filter(|&(p, n)| !has_rows(&earlier.runs, p, n))
+        .collect();
+    if o.resume {
+        let all = partitions.len() * o.normalizations.len();
+        eprintln!(
+            "resuming {}: {} of {all} partition runs done, {} to go",
+            json_path.display(),
+            all - todo.len(),
+            todo.len(),
+        );
+    }
+    let mut results = earlier.runs;
+    let report = |results: &[FoldResult], seconds: f64| {
+        let run = Run {
+            recipe: &recipe,
+            earlier_commands: &earlier.commands,
+            seconds: earlier.seconds + seconds,
+        };
+        write_outputs(o, &clips, results, &run)
+    };
+    if todo.is_empty() {
+        return report(&results, 0.0);
+    }
+
     // Features before any normalisation: `window_tensor` applies it later.
     let base = t.feature_config(WindowNormalization::None);
     let window_frames =
@@ -343,41 +382,38 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let mut results: Vec<FoldResult> = Vec::new();
     // Fold-major: an interrupted run still compares every recipe on the
-    // folds it finished.
-    for p in &partitions {
-        for &norm in &o.normalizations {
-            let t0 = Instant::now();
+    // folds it finished, and `--resume` goes on from there.
+    for (p, norm) in todo {
+        let t0 = Instant::now();
+        eprintln!(
+            "== {} {} | {}: {} train, {} val, {} test clips",
+            p.protocol,
+            p.name,
+            recipe_name(norm),
+            p.train.len(),
+            p.val.len(),
+            p.test.len()
+        );
+        let rows = run_partition(o, &clips, &set, p, norm, window_frames, hop_frames)?;
+        for r in &rows {
             eprintln!(
-                "== {} {} | {}: {} train, {} val, {} test clips",
-                p.protocol,
-                p.name,
-                recipe_name(norm),
-                p.train.len(),
-                p.val.len(),
-                p.test.len()
+                "   {}: {} in {:.0} s",
+                r.recipe,
+                r.per_corpus
+                    .iter()
+                    .map(|(c, s)| format!(
+                        "{c} {:.1}/{:.1}",
+                        100.0 * s.clean_ua,
+                        100.0 * s.phone_ua
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t0.elapsed().as_secs_f64()
             );
-            let rows = run_partition(o, &clips, &set, p, norm, window_frames, hop_frames)?;
-            for r in &rows {
-                eprintln!(
-                    "   {}: {} in {:.0} s",
-                    r.recipe,
-                    r.per_corpus
-                        .iter()
-                        .map(|(c, s)| format!(
-                            "{c} {:.1}/{:.1}",
-                            100.0 * s.clean_ua,
-                            100.0 * s.phone_ua
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    t0.elapsed().as_secs_f64()
-                );
-            }
-            results.extend(rows);
-            write_outputs(o, &clips, &results, started.elapsed().as_secs_f64())?;
         }
+        results.extend(rows);
+        report(&results, started.elapsed().as_secs_f64())?;
     }
     eprintln!(
         "cross-validation done in {:.0} s",
@@ -928,17 +964,156 @@ fn target_means(summary: &serde_json::Value) -> BTreeMap<(String, String), (f64,
         .collect()
 }
 
-fn write_outputs(
-    o: &CvOptions,
-    clips: &[Clip],
-    results: &[FoldResult],
+/// Everything that decides what a partition trains: options resumed rows
+/// must have been made with. Not the partitions chosen (`--max-folds`,
+/// `--held-out`, `--leave-one-corpus-out`) nor the output folder.
+fn recipe_record(o: &CvOptions) -> Result<Value> {
+    Ok(json!({
+        "train": serde_json::to_value(&o.train)?,
+        "folds": o.folds,
+        "normalizations": o.normalizations,
+        "val_fraction": o.val_fraction,
+    }))
+}
+
+/// What an earlier run of the same recipe left in `cv.json`.
+#[derive(Default)]
+struct Earlier {
+    runs: Vec<FoldResult>,
     seconds: f64,
+    /// The commands that wrote those rows, oldest first.
+    commands: Vec<String>,
+}
+
+/// The rows of `path` if it exists and `recipe` wrote it; an error naming
+/// the options that differ if another recipe did.
+fn earlier_run(path: &Path, recipe: &Value) -> Result<Option<Earlier>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("{} does not exist yet: nothing to resume", path.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let Some(theirs) = v.get("recipe") else {
+        bail!(
+            "{} has no recipe record (an older trainer wrote it), so it cannot be resumed",
+            path.display()
+        );
+    };
+    let differ = differences("", theirs, recipe);
+    if !differ.is_empty() {
+        bail!(
+            "{} was written by another recipe ({}); resuming would mix two in one table: \
+             give the options it was made with, or another --out",
+            path.display(),
+            differ.join("; ")
+        );
+    }
+    let runs = serde_json::from_value(v["runs"].clone())
+        .with_context(|| format!("reading the rows of {}", path.display()))?;
+    let mut commands: Vec<String> = v["earlier_commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    commands.extend(v["command"].as_str().map(str::to_string));
+    Ok(Some(Earlier {
+        runs,
+        seconds: v["seconds"].as_f64().unwrap_or(0.0),
+        commands,
+    }))
+}
+
+/// Where two JSON records differ, as `path was X, now Y`.
+fn differences(at: &str, theirs: &Value, ours: &Value) -> Vec<String> {
+    match (theirs, ours) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter()
+                .flat_map(|k| {
+                    let path = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    let get = |m: &serde_json::Map<String, Value>| m.get(k).cloned();
+                    differences(
+                        &path,
+                        &get(a).unwrap_or(Value::Null),
+                        &get(b).unwrap_or(Value::Null),
+                    )
+                })
+                .collect()
+        }
+        _ if theirs == ours => Vec::new(),
+        _ => vec![format!("{at} was {theirs}, now {ours}")],
+    }
+}
+
+/// Whether `rows` hold `norm`'s rows on partition `p` (a partition's rows
+/// are written together, so there are all of them or none).
+fn has_rows(rows: &[FoldResult], p: &Partition, norm: WindowNormalization) -> bool {
+    let recipe = recipe_name(norm);
+    rows.iter().any(|r| {
+        r.protocol == p.protocol
+            && r.fold == p.name
+            && r.recipe
+                .strip_prefix(recipe)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(", "))
+    })
+}
+
+/// Kept rows must have tested the speakers today's partition of the same
+/// name tests: the same options on another manifest deal other folds.
+fn check_test_voices(
+    rows: &[FoldResult],
+    partitions: &[Partition],
+    clips: &[Clip],
+    path: &Path,
 ) -> Result<()> {
+    for p in partitions {
+        let voices: BTreeSet<Voice> = p.test.iter().map(|&i| voice(&clips[i])).collect();
+        for r in rows
+            .iter()
+            .filter(|r| r.protocol == p.protocol && r.fold == p.name)
+        {
+            let kept: BTreeSet<Voice> = r.test_voices.iter().cloned().collect();
+            if kept != voices {
+                bail!(
+                    "{}: {} {} tested other speakers than it does now (has the manifest \
+                     changed?); resume into another --out",
+                    path.display(),
+                    p.protocol,
+                    p.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How the rows written were made.
+struct Run<'a> {
+    recipe: &'a Value,
+    /// Commands of the sittings before this one (`--resume`).
+    earlier_commands: &'a [String],
+    /// All sittings' seconds.
+    seconds: f64,
+}
+
+fn write_outputs(o: &CvOptions, clips: &[Clip], results: &[FoldResult], run: &Run) -> Result<()> {
     let summary = summarize(results);
     let front = o.train.feature_config(o.train.normalization);
     let command: Vec<String> = std::env::args().collect();
+    let seconds = run.seconds;
     let value = json!({
         "command": command.join(" "),
+        "earlier_commands": run.earlier_commands,
         "corpora": corpus::summarize(clips),
         "folds": o.folds,
         "leave_one_corpus_out": o.leave_one_corpus_out,
@@ -962,6 +1137,7 @@ fn write_outputs(
         "validate_streams": o.train.validate_streams,
         "ased_scored_sentences": ASED_COMMON_SENTENCES,
         "seconds": seconds.round(),
+        "recipe": run.recipe,
         "summary": summary,
         "runs": results,
     });

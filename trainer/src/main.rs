@@ -353,6 +353,12 @@ struct CvArgs {
     /// the ensembles of the first 2..=N, on the same test speakers.
     #[arg(long, default_value_t = DEFAULTS.ensemble as u64, value_parser = clap::value_parser!(u64).range(1..))]
     ensemble: u64,
+    /// Keep the rows of OUT/cv.json and train only the partitions it lacks
+    /// (after an interruption or a --max-folds run). It must have been written
+    /// with the same recipe options; --max-folds, --held-out and
+    /// --leave-one-corpus-out may differ.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -414,6 +420,7 @@ fn real_main() -> Result<()> {
             held_out: a.held_out,
             normalizations: a.normalization.into_iter().map(Into::into).collect(),
             val_fraction: a.val_fraction,
+            resume: a.resume,
         }),
         Command::Eval(a) => run::eval_command(
             &a.data.sources()?,

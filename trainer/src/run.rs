@@ -30,16 +30,21 @@ pub const LICENCE: &str = "trained on TESS (CC BY-NC-ND 4.0), RAVDESS (CC BY-NC-
     non-commercial research use only";
 
 /// Where clips come from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DataSource {
     Manifest(PathBuf),
     Folder(PathBuf),
 }
 
-#[derive(Clone, Debug)]
+/// Serialised, it is the recipe record `cv` resumes by: everything that
+/// decides what a partition trains, not where it is written.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainOptions {
     pub sources: Vec<DataSource>,
+    #[serde(skip)]
     pub out: PathBuf,
+    #[serde(skip)]
     pub name: String,
     pub seed: u64,
     pub epochs: usize,
@@ -109,6 +114,7 @@ pub struct TrainOptions {
     /// With `SubtractStreamMean`: seconds of speech after which a stream's
     /// own voice counts as much as the training voices' mean.
     pub stream_prior_seconds: f64,
+    #[serde(skip)]
     pub evaluate: bool,
 }
 

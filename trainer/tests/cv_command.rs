@@ -1,8 +1,11 @@
 //! The `cv` command end to end on a tiny RAVDESS-named folder of synthetic
 //! clips: folds by speaker, validation speakers, a network per fold with and
-//! without calibration, and the JSON and Markdown it writes.
+//! without calibration, the JSON and Markdown it writes, and a run resumed
+//! in a second sitting.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use seremotion_trainer::cv::{CvOptions, cv_command};
 use seremotion_trainer::run::TrainOptions;
@@ -15,8 +18,13 @@ mod wav;
 
 const ACTORS: usize = 6;
 
+/// burn seeds one random generator per process: trainings in parallel tests
+/// would draw from it in turn and make each other's numbers.
+static TRAINING: Mutex<()> = Mutex::new(());
+
 #[test]
 fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = wav::temp_dir("cv-command");
     let data = dir.join("ravdess");
     wav::write_ravdess_actors(&data, ACTORS, synthetic::synthetic);
@@ -35,6 +43,7 @@ fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
         leave_one_corpus_out: false,
         normalizations: vec![Default::default()],
         val_fraction: 0.2,
+        resume: false,
     };
     cv_command(&o).expect("cv");
 
@@ -79,5 +88,72 @@ fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
         md.contains("the same share of the training windows"),
         "{md}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_resumed_run_keeps_its_rows_and_ends_as_an_uninterrupted_one() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = wav::temp_dir("cv-resume");
+    let data = dir.join("ravdess");
+    wav::write_ravdess_actors(&data, ACTORS, synthetic::synthetic);
+    let options = |out: &PathBuf, seed, max_folds, resume| CvOptions {
+        train: TrainOptions {
+            seed,
+            ensemble: 1,
+            ..synthetic::tiny_recipe(data.clone(), out.clone())
+        },
+        folds: 3,
+        max_folds,
+        held_out: Vec::new(),
+        leave_one_corpus_out: false,
+        normalizations: vec![Default::default()],
+        val_fraction: 0.2,
+        resume,
+    };
+    let whole = dir.join("whole");
+    cv_command(&options(&whole, 5, None, false)).expect("uninterrupted run");
+
+    // First sitting: one fold. Its row is marked, to tell a kept row from a
+    // retrained one.
+    let split = dir.join("split");
+    cv_command(&options(&split, 5, Some(1), false)).expect("first sitting");
+    let mut first = read_json(&split.join("cv.json"));
+    assert_eq!(first["runs"].as_array().unwrap().len(), 1);
+    first["runs"][0]["seconds"] = 12345.0.into();
+    std::fs::write(split.join("cv.json"), first.to_string()).unwrap();
+
+    // Another recipe may not add its rows to this table.
+    let err = cv_command(&options(&split, 6, None, true)).expect_err("another seed");
+    let err = format!("{err:#}");
+    assert!(err.contains("train.seed was 5, now 6"), "{err}");
+
+    cv_command(&options(&split, 5, None, true)).expect("second sitting");
+    let resumed = read_json(&split.join("cv.json"));
+    let uninterrupted = read_json(&whole.join("cv.json"));
+    let runs = resumed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0]["seconds"], 12345.0, "fold 1 was trained again");
+    for (r, u) in runs.iter().zip(uninterrupted["runs"].as_array().unwrap()) {
+        for key in [
+            "fold",
+            "test_voices",
+            "best_epoch",
+            "best_val_ua",
+            "per_corpus",
+        ] {
+            assert_eq!(r[key], u[key], "{key} of {}", r["fold"]);
+        }
+    }
+    assert_eq!(resumed["summary"], uninterrupted["summary"]);
+    assert_eq!(resumed["earlier_commands"].as_array().unwrap().len(), 1);
+
+    // Nothing left to train: the table is written again as it was.
+    cv_command(&options(&split, 5, None, true)).expect("third sitting");
+    assert_eq!(read_json(&split.join("cv.json"))["runs"], resumed["runs"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
