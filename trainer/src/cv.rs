@@ -287,6 +287,7 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
     if o.normalizations.is_empty() {
         bail!("give at least one --normalization");
     }
+    o.train.check()?;
     if let Some(d) = o.train.distill {
         d.validate()?;
     }
@@ -478,6 +479,7 @@ fn run_partition(
         }
         let member_cfg = TrainConfig {
             seed,
+            net: t.member_net(k, features.n_features()),
             ..cfg.clone()
         };
         let outcome = train::train(&member_cfg, &features, &train_set, &val_set, print_epoch)?;
@@ -777,7 +779,11 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         front.fmax,
         t.append_pitch,
         t.channels,
-        t.frequency_stem,
+        if t.member_stems.is_empty() {
+            t.frequency_stem.to_string()
+        } else {
+            format!("{:?} (member by member)", t.member_stems)
+        },
         t.pooling.describe(),
         t.ensemble,
         if t.ensemble > 1 {
@@ -1122,6 +1128,7 @@ fn write_outputs(o: &CvOptions, clips: &[Clip], results: &[FoldResult], run: &Ru
         "channels": o.train.channels,
         "pooling": o.train.pooling,
         "frequency_stem": o.train.frequency_stem,
+        "member_stems": o.train.member_stems,
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "speaker_adversary": o.train.speaker_adversary,

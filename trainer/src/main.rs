@@ -159,6 +159,11 @@ struct Recipe {
     /// channel at the default rows and widths (the network without it: 10 k).
     #[arg(long, default_value_t = DEFAULTS.frequency_stem)]
     frequency_stem: usize,
+    /// Stem channels of each --ensemble member in turn (e.g. 8,0: an 8-channel
+    /// stem on the first, none on the second), for an ensemble of unlike
+    /// networks; default: every member has --frequency-stem.
+    #[arg(long, value_delimiter = ',', value_name = "C")]
+    member_stems: Vec<usize>,
     /// Pitch and harmonicity rows (subharmonic summation) on every frame.
     #[arg(long, value_name = "BOOL", default_value_t = DEFAULTS.append_pitch, action = clap::ArgAction::Set)]
     pitch: bool,
@@ -266,6 +271,7 @@ impl Recipe {
             channels: self.channels.clone(),
             pooling: self.pooling,
             frequency_stem: self.frequency_stem,
+            member_stems: self.member_stems.clone(),
             fmin: self.fmin,
             fmax: self.fmax,
             weight_average_decay: self.weight_average,

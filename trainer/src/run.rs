@@ -58,6 +58,9 @@ pub struct TrainOptions {
     pub pooling: Pooling,
     /// Channels of the network's frequency stem (`NetConfig::frequency_stem`; 0 = none).
     pub frequency_stem: usize,
+    /// Stem channels of each ensemble member in turn, for an ensemble of
+    /// unlike networks (empty: every member has `frequency_stem`).
+    pub member_stems: Vec<usize>,
     /// Upper edge of the mel filterbank in Hz (default: the trainer's
     /// feature configuration).
     pub fmax: Option<f32>,
@@ -139,6 +142,7 @@ impl Default for TrainOptions {
             // four target corpora, 4-fold by speaker (models/EXPERIMENTS.md),
             // for three quarters of their multiply-adds.
             frequency_stem: 8,
+            member_stems: Vec::new(),
             fmax: None,
             fmin: None,
             // Chosen over three speaker splits: +4.5 points UA on RAVDESS
@@ -191,6 +195,31 @@ impl TrainOptions {
             frequency_stem: self.frequency_stem,
             ..NetConfig::new(n_features, LABELS.len())
         }
+    }
+
+    /// The network of ensemble member `k` (0-based).
+    pub fn member_net(&self, k: usize, n_features: usize) -> NetConfig {
+        NetConfig {
+            frequency_stem: self
+                .member_stems
+                .get(k)
+                .copied()
+                .unwrap_or(self.frequency_stem),
+            ..self.net_config(n_features)
+        }
+    }
+
+    /// Options that cannot go together, refused before any work.
+    pub fn check(&self) -> Result<()> {
+        if !self.member_stems.is_empty() && self.member_stems.len() != self.ensemble {
+            bail!(
+                "--member-stems gives {} stem widths for {} ensemble member(s): give one a \
+                 member (e.g. --ensemble 2 --member-stems 8,0)",
+                self.member_stems.len(),
+                self.ensemble
+            );
+        }
+        Ok(())
     }
 }
 
@@ -551,6 +580,7 @@ fn train_member(
 }
 
 pub fn train_command(o: &TrainOptions) -> Result<()> {
+    o.check()?;
     if let Some(d) = o.distill {
         d.validate()?;
         if o.refit {
@@ -651,6 +681,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
     let mut members = Vec::with_capacity(o.ensemble);
     let mut member_records = Vec::with_capacity(o.ensemble);
     let mut train_seconds = 0.0;
+    // Every member runs on every window.
+    let mut macs_per_window = 0;
     for k in 0..o.ensemble {
         let seed = member_seed(o.seed, k);
         if o.ensemble > 1 {
@@ -658,9 +690,10 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         }
         let member_cfg = TrainConfig {
             seed,
+            net: o.member_net(k, features.n_features()),
             ..cfg.clone()
         };
-        let (model, record) = train_member(
+        let (model, mut record) = train_member(
             &member_cfg,
             &features,
             &train_set,
@@ -668,6 +701,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             refit_set.as_deref(),
         )?;
         train_seconds += record["seconds"].as_f64().unwrap_or(0.0);
+        record["net"] = json!(member_cfg.net);
+        macs_per_window += member_cfg.net.macs(window_frames);
         members.push(model);
         member_records.push(record);
     }
@@ -700,11 +735,12 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
                 "refit": Value::Null,
                 "history": outcome.history,
                 "seconds": seconds.round(),
+                "net": net,
             })],
         );
         model = Ensemble::new(vec![outcome.model]);
+        macs_per_window = net.macs(window_frames);
     }
-    let exported_networks = member_records.len();
     let calibration = if o.calibrate {
         let c = calibrate::fit_model(&model, &features, &val_set, window_frames, hop_frames);
         eprintln!("{c}");
@@ -723,9 +759,9 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "seed": o.seed,
         "git_commit": git_commit(),
         "command": command.join(" "),
-        "net": net,
-        // Every member runs on every window.
-        "macs_per_window": net.macs(window_frames) * exported_networks,
+        // The first exported network's; `members` has each one's.
+        "net": member_records[0]["net"],
+        "macs_per_window": macs_per_window,
         "members": member_records,
         // With a distilled student: the networks it learnt from, and how.
         "teachers": teacher_records,
@@ -952,7 +988,26 @@ pub fn render_report(t: &Value, name: &str) -> String {
         t["train_seconds"],
         t["total_seconds"],
     );
-    if members.len() > 1 {
+    // Reports older than `--member-stems` have no network per member.
+    let stems: Vec<&Value> = members
+        .iter()
+        .map(|m| &m["net"]["frequency_stem"])
+        .collect();
+    let unlike = stems.iter().any(|&c| c != stems[0]);
+    if members.len() > 1 && unlike {
+        let _ = writeln!(
+            s,
+            "The model is an ensemble of {} networks, alike but for their frequency stems \
+             ({} channels), trained on the same split from different seeds; the exported \
+             graph averages their logits.\n",
+            members.len(),
+            stems
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else if members.len() > 1 {
         let _ = writeln!(
             s,
             "The model is an ensemble of {} networks trained alike on the same split from \
@@ -1168,7 +1223,9 @@ pub fn render_report(t: &Value, name: &str) -> String {
          (global mean/std from the training split are in the model metadata).\n",
         t["net"]["n_features"],
         t["net"],
-        if members.len() > 1 {
+        if members.len() > 1 && unlike {
+            format!(" (the first member's) x {} members", members.len())
+        } else if members.len() > 1 {
             format!(" x {} members", members.len())
         } else {
             String::new()

@@ -153,6 +153,9 @@ fn frequency_stem_matches_onnx_runtime() {
     assert_parity(&Ensemble::new(vec![model.clone()]), |x| model.forward(x));
     let pair = Ensemble::new(vec![stemmed(8), stemmed(9)]);
     assert_parity(&pair, |x| pair.forward(x));
+    // Unlike members (`--member-stems 4,0`): one graph, two shapes of network.
+    let mixed = Ensemble::new(vec![stemmed(8), small_network(9)]);
+    assert_parity(&mixed, |x| mixed.forward(x));
 }
 
 #[test]

@@ -153,6 +153,54 @@ fn train_distils_its_ensemble_into_one_exported_network() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `member_stems`: an ensemble of unlike networks (a stem on one member
+/// only) exports as one graph the element runs, and the report and
+/// metadata count each member's own network.
+#[test]
+fn train_exports_an_ensemble_of_unlike_networks() {
+    use seremotion_trainer::net::NetConfig;
+
+    let dir = wav::temp_dir("train-unlike");
+    let opts = TrainOptions {
+        ensemble: 2,
+        member_stems: vec![4, 0],
+        evaluate: false,
+        ..tiny_corpus(&dir)
+    };
+    train_command(&opts).expect("train command");
+    let model = Model::from_file(&opts.out.join("tiny.onnx")).expect("the element loads it");
+    let training = &model.metadata().training;
+    let nets: Vec<NetConfig> = training["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| serde_json::from_value(m["net"].clone()).expect("a member's net"))
+        .collect();
+    let stems: Vec<usize> = nets.iter().map(|n| n.frequency_stem).collect();
+    assert_eq!(stems, [4, 0]);
+    let macs: usize = nets.iter().map(|n| n.macs(model.window_frames())).sum();
+    assert_eq!(training["macs_per_window"].as_u64(), Some(macs as u64));
+    assert!(nets[0].macs(100) > nets[1].macs(100), "the stem costs");
+    let report = std::fs::read_to_string(opts.out.join("REPORT.md")).unwrap();
+    assert!(
+        report.contains("alike but for their frequency stems (4, 0 channels)"),
+        "{report}"
+    );
+
+    // One stem width a member, refused before any work otherwise.
+    let refused = train_command(&TrainOptions {
+        ensemble: 3,
+        ..opts.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("2 stem widths for 3 ensemble member"),
+        "{refused}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// With `calibrate`, the exported model carries the offsets chosen on the
 /// validation speaker: run through the element's inference path, it scores
 /// that voice as the calibration said it would, and the metadata and report
