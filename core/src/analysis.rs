@@ -19,6 +19,8 @@ use crate::speech::SpeechDetector;
 pub const DEFAULT_INTERVAL: f64 = 1.0;
 /// Frames whose voice-band level (RMS, dBFS) is at or below this are not speech.
 pub const DEFAULT_SPEECH_THRESHOLD_DB: f32 = -55.0;
+/// The thresholds a user may set: from below any real signal to full scale.
+pub const SPEECH_THRESHOLD_RANGE_DB: std::ops::RangeInclusive<f32> = -120.0..=0.0;
 /// A window needs at least this fraction of speech frames to be classified.
 pub const DEFAULT_MIN_SPEECH_RATIO: f32 = 0.2;
 

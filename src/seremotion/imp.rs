@@ -811,8 +811,8 @@ impl ObjectImpl for SerEmotion {
                 glib::ParamSpecDouble::builder("speech-threshold")
                     .nick("Speech threshold")
                     .blurb("Frames whose voice-band level (RMS, dBFS) is at or below this are never speech; louder frames count as speech when they also rise above the noise floor (steady hum, noise and DC never do)")
-                    .minimum(-120.0)
-                    .maximum(0.0)
+                    .minimum(f64::from(*analysis::SPEECH_THRESHOLD_RANGE_DB.start()))
+                    .maximum(f64::from(*analysis::SPEECH_THRESHOLD_RANGE_DB.end()))
                     .default_value(DEFAULT_SPEECH_THRESHOLD)
                     .mutable_ready()
                     .build(),

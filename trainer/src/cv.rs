@@ -23,13 +23,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use seremotion_core::analysis::{DEFAULT_INTERVAL, seconds_to_frames};
 use seremotion_core::features::{FeatureConfig, WindowNormalization};
+use seremotion_core::model::writer::embed_metadata;
 
-use crate::calibrate;
 use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
 use crate::net::{Classifier, Ensemble};
 use crate::run::{self, TrainOptions};
 use crate::train::{self, ClipFeatures, EpochLog, TrainConfig, TrainOutcome};
+use crate::{calibrate, export};
 
 /// What to cross-validate and how.
 #[derive(Clone, Debug)]
@@ -560,27 +561,91 @@ fn run_partition(
         results.push(result(name, std::slice::from_ref(&outcome), per_corpus));
         student = Some(outcome);
     }
+    // What `train` would export, named as its row above: the student, or
+    // every member averaged.
+    let (mut exported, of) = match &student {
+        Some(s) => (
+            Ensemble::new(vec![s.model.clone()]),
+            std::slice::from_ref(s),
+        ),
+        None => (all_members(), members.as_slice()),
+    };
     if t.calibrate {
-        // What `train` would export, named as its row above: the student,
-        // or every member averaged.
-        let (model, of) = match &student {
-            Some(s) => (
-                Ensemble::new(vec![s.model.clone()]),
-                std::slice::from_ref(s),
-            ),
-            None => (all_members(), members.as_slice()),
-        };
         let exported_row = results.last().map_or(recipe, |r| r.recipe.as_str());
         let name = format!("{exported_row}, calibrated");
-        let c = calibrate::fit_model(&model, &features, &val_set, window_frames, hop_frames);
+        let c = calibrate::fit_model(&exported, &features, &val_set, window_frames, hop_frames);
         eprintln!("   {c}");
-        let per_corpus = test_set.score(&model.with_logit_offsets(&c.offsets));
+        exported = exported.with_logit_offsets(&c.offsets);
+        let per_corpus = test_set.score(&exported);
         results.push(FoldResult {
             calibration: Some(c),
             ..result(name, of, per_corpus)
         });
     }
+    let row = results.last().expect("a partition scores at least one row");
+    write_partition_model(o, clips, p, norm, &exported, &features, window_frames, row)?;
     Ok(results)
+}
+
+/// The partition's exported model as `train` would write it, with the
+/// partition's training and validation speakers in its metadata, so `eval`
+/// on the whole manifest scores the test speakers apart from those it
+/// heard: `OUT/models/<protocol>-<partition>[-<normalisation>].onnx`.
+#[allow(clippy::too_many_arguments)]
+fn write_partition_model(
+    o: &CvOptions,
+    clips: &[Clip],
+    p: &Partition,
+    norm: WindowNormalization,
+    model: &Ensemble,
+    features: &FeatureConfig,
+    window_frames: usize,
+    row: &FoldResult,
+) -> Result<()> {
+    let dir = o.train.out.join("models");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut name = format!("{}-{}", slug(p.protocol), slug(&p.name));
+    if o.normalizations.len() > 1 {
+        name = format!("{name}-{}", slug(recipe_name(norm)));
+    }
+    let path = dir.join(format!("{name}.onnx"));
+    let speakers = |idx: &[usize]| -> Vec<Voice> {
+        idx.iter()
+            .map(|&i| voice(&clips[i]))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let command: Vec<String> = std::env::args().collect();
+    let training = json!({
+        "cv": {"protocol": p.protocol, "partition": p.name, "row": row.recipe},
+        "command": command.join(" "),
+        "git_commit": run::git_commit(),
+        "seed": o.train.seed,
+        "best_epoch": row.best_epoch,
+        "best_val_ua": row.best_val_ua,
+        "calibration": row.calibration,
+        "training_speakers": speakers(&p.train),
+        "validation_speakers": speakers(&p.val),
+        "licence": run::LICENCE,
+    });
+    let graph = export::export_graph(model, features.n_features(), window_frames)?;
+    let meta = run::model_metadata(features, o.train.window_seconds, training);
+    std::fs::write(&path, embed_metadata(&graph, &meta))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `speaker k-fold` -> `speaker-k-fold`: a file-name part.
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
 }
 
 /// A partition's test clips, sorted into manifest order (the order `--streams

@@ -46,6 +46,9 @@ pub struct EvalOptions {
     pub json_out: PathBuf,
     /// Where the confusion-matrix PNGs go (one per corpus and `overall`).
     pub plot_dir: Option<PathBuf>,
+    /// The speech gate's level threshold (the element's `speech-threshold`);
+    /// `None`: its default.
+    pub speech_threshold_db: Option<f32>,
 }
 
 /// What the model said about one clip.
@@ -121,7 +124,10 @@ pub fn evaluate_model(
     let truths: Vec<usize> = clips.iter().map(truth_index).collect::<Result<_, _>>()?;
 
     let rate = model.metadata().sample_rate;
-    let settings = AnalyzerSettings::for_model(model);
+    let mut settings = AnalyzerSettings::for_model(model);
+    if let Some(db) = opts.speech_threshold_db {
+        settings.speech_threshold_db = db;
+    }
     let predictions = match opts.streams {
         Streams::Clip => predict_each_clip(model, clips, &truths, opts.telephony, &settings)?,
         Streams::Speaker => {

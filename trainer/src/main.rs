@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use seremotion_core::analysis::SPEECH_THRESHOLD_RANGE_DB;
 use seremotion_core::features::WindowNormalization;
 use seremotion_trainer::cv::{self, CvOptions};
 use seremotion_trainer::eval::Streams;
@@ -389,6 +390,28 @@ struct EvalArgs {
     /// Folder for the confusion-matrix PNGs [default: beside OUT].
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
+    /// The speech gate's level threshold in dBFS, as the element's
+    /// `speech-threshold` property [default: the element's default].
+    #[arg(long, value_name = "DB", allow_negative_numbers = true,
+          value_parser = parse_threshold)]
+    speech_threshold: Option<f32>,
+}
+
+/// A level the element's `speech-threshold` accepts.
+fn parse_threshold(s: &str) -> Result<f32, String> {
+    let db: f32 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    let range = SPEECH_THRESHOLD_RANGE_DB;
+    if range.contains(&db) {
+        Ok(db)
+    } else {
+        Err(format!(
+            "{db} dBFS is outside {}..={}, the element's range",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 fn main() -> ExitCode {
@@ -435,6 +458,7 @@ fn real_main() -> Result<()> {
             a.telephony,
             a.streams,
             a.plots.as_deref(),
+            a.speech_threshold,
         ),
     }
 }

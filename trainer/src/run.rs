@@ -359,6 +359,22 @@ fn clip_features(clip: &Clip, corpus: String, versions: Vec<Arc<Utterance>>) -> 
 
 /// The (corpus, speaker) pairs of `clips`, sorted and unique: what the model
 /// metadata records so that `eval` can keep those voices apart.
+/// What the element reads beside the graph: labels, window, the features
+/// (with their normalisation statistics) and the `training` record.
+pub fn model_metadata(
+    features: &FeatureConfig,
+    window_seconds: f64,
+    training: Value,
+) -> ModelMetadata {
+    ModelMetadata {
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        sample_rate: features.sample_rate,
+        window: window_seconds,
+        features: features.clone(),
+        training,
+    }
+}
+
 pub fn speaker_pairs(clips: &[Clip]) -> Vec<(String, String)> {
     let set: std::collections::BTreeSet<(String, String)> = clips
         .iter()
@@ -369,7 +385,7 @@ pub fn speaker_pairs(clips: &[Clip]) -> Vec<(String, String)> {
 
 /// The checkout's commit when training started (a run takes minutes, and the
 /// tree may move on meanwhile).
-fn git_commit() -> String {
+pub fn git_commit() -> String {
     static AT_START: std::sync::LazyLock<String> = std::sync::LazyLock::new(read_git_commit);
     AT_START.clone()
 }
@@ -781,17 +797,10 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "validation_speakers": speaker_pairs(&split.val),
         "licence": LICENCE,
     });
-    let meta = |training: Value| ModelMetadata {
-        labels: LABELS.iter().map(|s| s.to_string()).collect(),
-        sample_rate: features.sample_rate,
-        window: o.window_seconds,
-        features: features.clone(),
-        training,
-    };
     let model_path = o.out.join(format!("{}.onnx", o.name));
     let write_model = |training: &Value| -> Result<()> {
-        let bytes = embed_metadata(&graph, &meta(training.clone()));
-        std::fs::write(&model_path, bytes)
+        let meta = model_metadata(&features, o.window_seconds, training.clone());
+        std::fs::write(&model_path, embed_metadata(&graph, &meta))
             .with_context(|| format!("writing {}", model_path.display()))
     };
     write_model(&training)?;
@@ -810,6 +819,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
                 streams: eval::Streams::Clip,
                 json_out: json_path,
                 plot_dir: Some(eval_dir.join(name)),
+                speech_threshold_db: None,
             };
             let value = eval::evaluate(Some(&model_path), &split.test, &opts)
                 .map_err(|e| anyhow::anyhow!("evaluating {}: {e}", model_path.display()))?
@@ -878,6 +888,7 @@ pub fn eval_command(
     telephony: bool,
     streams: eval::Streams,
     plots: Option<&Path>,
+    speech_threshold_db: Option<f32>,
 ) -> Result<()> {
     let clips = load_clips(sources)?;
     let plots = plots.map(Path::to_path_buf).unwrap_or_else(|| {
@@ -892,6 +903,7 @@ pub fn eval_command(
         streams,
         json_out: json_out.to_path_buf(),
         plot_dir: Some(plots),
+        speech_threshold_db,
     };
     let value = eval::evaluate(Some(model), &clips, &opts)
         .map_err(|e| anyhow::anyhow!("evaluating {}: {e}", model.display()))?

@@ -82,6 +82,33 @@ fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
             c["calibration"]["val_ua_after"].as_f64() >= c["calibration"]["val_ua_before"].as_f64()
         );
     }
+    // Each partition's exported model (the calibrated networks) is kept;
+    // the element's inference path scores its test speakers as cv did, and
+    // keeps the voices it heard apart.
+    let clips = seremotion_trainer::run::load_clips(&o.train.sources).expect("clips");
+    for c in &calibrated {
+        let fold = c["fold"].as_str().unwrap().replace(' ', "-");
+        let path = out.join(format!("models/speaker-k-fold-{fold}.onnx"));
+        let report = seremotion_trainer::eval::evaluate(
+            Some(&path),
+            &clips,
+            &seremotion_trainer::eval::EvalOptions {
+                telephony: false,
+                streams: Default::default(),
+                json_out: dir.join("eval.json"),
+                plot_dir: None,
+                speech_threshold_db: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let scored = &report.per_corpus["ravdess"];
+        assert_eq!(scored.n, c["per_corpus"]["ravdess"]["clips"], "{fold}");
+        assert_eq!(
+            scored.unweighted_accuracy, c["per_corpus"]["ravdess"]["clean_ua"],
+            "{fold}"
+        );
+        assert_eq!(report.per_corpus_seen["ravdess"].n + scored.n, clips.len());
+    }
     let md = std::fs::read_to_string(out.join("cv.md")).unwrap();
     assert!(md.contains(", calibrated | ravdess"), "{md}");
     assert!(

@@ -28,6 +28,7 @@ fn silent_clips_count_as_errors_and_outputs_are_written() {
         streams: Default::default(),
         json_out: dir.join("out/eval.json"),
         plot_dir: Some(dir.join("plots")),
+        speech_threshold_db: None,
     };
     let report = evaluate(None, &clips, &opts).unwrap();
     assert_eq!(report.overall.n, 2);
@@ -52,6 +53,51 @@ fn silent_clips_count_as_errors_and_outputs_are_written() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A voice-like sound (150 Hz and its harmonics, coming and going four
+/// times a second) whose loudest 50 ms are about -60 dBFS: below the
+/// element's default gate, above a lowered one.
+#[test]
+fn a_lowered_speech_threshold_classifies_quiet_speech_the_default_gate_drops() {
+    let dir = temp_dir("quiet");
+    let quiet = dir.join("quiet.wav");
+    let rate = 16000.0;
+    let pcm: Vec<i16> = (0..48000)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let syllables = 0.5 - 0.5 * (std::f32::consts::TAU * 4.0 * t).cos();
+            let voice: f32 = (1..=8)
+                .map(|h| (std::f32::consts::TAU * 150.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            (voice * syllables * 20.0).round() as i16
+        })
+        .collect();
+    write_wav(&quiet, &pcm);
+    let clips = [Clip {
+        path: quiet,
+        corpus: "synthetic".into(),
+        speaker: "S1".into(),
+        emotion: Emotion::Sad,
+        group: "S1".into(),
+    }];
+    let eval = |speech_threshold_db| {
+        let opts = EvalOptions {
+            telephony: false,
+            streams: Default::default(),
+            json_out: dir.join("eval.json"),
+            plot_dir: None,
+            speech_threshold_db,
+        };
+        evaluate(None, &clips, &opts).unwrap()
+    };
+    let default_gate = eval(None);
+    assert_eq!(default_gate.overall.unclassified, [0, 0, 1, 0]);
+    let lowered = eval(Some(-75.0));
+    assert_eq!(lowered.overall.unclassified, [0, 0, 0, 0]);
+    assert!(lowered.clips[0].predicted.is_some());
+    assert_eq!(lowered.json["analysis"]["speech_threshold_db"], -75.0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn unreadable_clip_is_an_error_naming_it() {
     let dir = temp_dir("missing");
@@ -67,6 +113,7 @@ fn unreadable_clip_is_an_error_naming_it() {
         streams: Default::default(),
         json_out: dir.join("e.json"),
         plot_dir: None,
+        speech_threshold_db: None,
     };
     let e = evaluate(None, &clips, &opts).unwrap_err().to_string();
     assert!(e.contains("gone.flac"), "{e}");
@@ -91,6 +138,7 @@ fn real_clips_per_corpus() {
         streams: Default::default(),
         json_out: out.join("eval.json"),
         plot_dir: None,
+        speech_threshold_db: None,
     };
     let report = evaluate(None, &clips, &opts).unwrap();
     // ASED's emotion-specific sentences are not scored; the default model

@@ -93,6 +93,7 @@ fn speaker_streams_score_each_clip_by_its_own_windows() {
             streams,
             json_out: dir.join(format!("{streams:?}.json")),
             plot_dir: None,
+            speech_threshold_db: None,
         };
         let report = evaluate(Some(&fixture()), &clips, &opts).unwrap();
         // In the clips' order, each with its own answer.

@@ -77,6 +77,7 @@ fn train_writes_an_ensemble_model_with_its_report() {
             streams: Default::default(),
             json_out: dir.join("all.json"),
             plot_dir: None,
+            speech_threshold_db: None,
         },
     )
     .expect("eval");
@@ -250,6 +251,7 @@ fn train_calibrates_the_exported_logits_on_validation_speakers() {
             streams: Default::default(),
             json_out: dir.join("val.json"),
             plot_dir: None,
+            speech_threshold_db: None,
         },
     )
     .expect("eval");
