@@ -51,6 +51,20 @@ pub struct EvalOptions {
     pub speech_threshold_db: Option<f32>,
 }
 
+impl EvalOptions {
+    /// Clean audio, each clip a stream of its own, no plots, the element's
+    /// default speech gate; the report goes to `json_out`.
+    pub fn new(json_out: impl Into<PathBuf>) -> Self {
+        Self {
+            telephony: false,
+            streams: Streams::default(),
+            json_out: json_out.into(),
+            plot_dir: None,
+            speech_threshold_db: None,
+        }
+    }
+}
+
 /// What the model said about one clip.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ClipPrediction {

@@ -816,10 +816,8 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
             let t = Instant::now();
             let opts = eval::EvalOptions {
                 telephony,
-                streams: eval::Streams::Clip,
-                json_out: json_path,
                 plot_dir: Some(eval_dir.join(name)),
-                speech_threshold_db: None,
+                ..eval::EvalOptions::new(json_path)
             };
             let value = eval::evaluate(Some(&model_path), &split.test, &opts)
                 .map_err(|e| anyhow::anyhow!("evaluating {}: {e}", model_path.display()))?

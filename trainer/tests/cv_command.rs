@@ -22,20 +22,13 @@ const ACTORS: usize = 6;
 /// would draw from it in turn and make each other's numbers.
 static TRAINING: Mutex<()> = Mutex::new(());
 
-#[test]
-fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
-    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = wav::temp_dir("cv-command");
-    let data = dir.join("ravdess");
-    wav::write_ravdess_actors(&data, ACTORS, synthetic::synthetic);
-    let out = dir.join("cv");
-    let o = CvOptions {
+/// Three folds of the tiny recipe on `data`, into `out`.
+fn three_folds(data: &Path, out: &Path, seed: u64) -> CvOptions {
+    CvOptions {
         train: TrainOptions {
-            seed: 3,
+            seed,
             ensemble: 1,
-            calibrate: true,
-            corpus_shares: CorpusShares::Equal,
-            ..synthetic::tiny_recipe(data, out.clone())
+            ..synthetic::tiny_recipe(data.to_path_buf(), out.to_path_buf())
         },
         folds: 3,
         max_folds: None,
@@ -44,7 +37,19 @@ fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
         normalizations: vec![Default::default()],
         val_fraction: 0.2,
         resume: false,
-    };
+    }
+}
+
+#[test]
+fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = wav::temp_dir("cv-command");
+    let data = dir.join("ravdess");
+    wav::write_ravdess_actors(&data, ACTORS, synthetic::synthetic);
+    let out = dir.join("cv");
+    let mut o = three_folds(&data, &out, 3);
+    o.train.calibrate = true;
+    o.train.corpus_shares = CorpusShares::Equal;
     cv_command(&o).expect("cv");
 
     let v: serde_json::Value =
@@ -92,13 +97,7 @@ fn cv_tests_every_speaker_once_and_scores_the_calibrated_networks_beside() {
         let report = seremotion_trainer::eval::evaluate(
             Some(&path),
             &clips,
-            &seremotion_trainer::eval::EvalOptions {
-                telephony: false,
-                streams: Default::default(),
-                json_out: dir.join("eval.json"),
-                plot_dir: None,
-                speech_threshold_db: None,
-            },
+            &seremotion_trainer::eval::EvalOptions::new(dir.join("eval.json")),
         )
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         let scored = &report.per_corpus["ravdess"];
@@ -129,18 +128,9 @@ fn a_resumed_run_keeps_its_rows_and_ends_as_an_uninterrupted_one() {
     let data = dir.join("ravdess");
     wav::write_ravdess_actors(&data, ACTORS, synthetic::synthetic);
     let options = |out: &PathBuf, seed, max_folds, resume| CvOptions {
-        train: TrainOptions {
-            seed,
-            ensemble: 1,
-            ..synthetic::tiny_recipe(data.clone(), out.clone())
-        },
-        folds: 3,
         max_folds,
-        held_out: Vec::new(),
-        leave_one_corpus_out: false,
-        normalizations: vec![Default::default()],
-        val_fraction: 0.2,
         resume,
+        ..three_folds(&data, out, seed)
     };
     let whole = dir.join("whole");
     cv_command(&options(&whole, 5, None, false)).expect("uninterrupted run");

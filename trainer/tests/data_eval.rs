@@ -25,10 +25,8 @@ fn silent_clips_count_as_errors_and_outputs_are_written() {
     let clips = [clip(Emotion::Sad), clip(Emotion::Neutral)];
     let opts = EvalOptions {
         telephony: true,
-        streams: Default::default(),
-        json_out: dir.join("out/eval.json"),
         plot_dir: Some(dir.join("plots")),
-        speech_threshold_db: None,
+        ..EvalOptions::new(dir.join("out/eval.json"))
     };
     let report = evaluate(None, &clips, &opts).unwrap();
     assert_eq!(report.overall.n, 2);
@@ -81,11 +79,8 @@ fn a_lowered_speech_threshold_classifies_quiet_speech_the_default_gate_drops() {
     }];
     let eval = |speech_threshold_db| {
         let opts = EvalOptions {
-            telephony: false,
-            streams: Default::default(),
-            json_out: dir.join("eval.json"),
-            plot_dir: None,
             speech_threshold_db,
+            ..EvalOptions::new(dir.join("eval.json"))
         };
         evaluate(None, &clips, &opts).unwrap()
     };
@@ -108,13 +103,7 @@ fn unreadable_clip_is_an_error_naming_it() {
         emotion: Emotion::Happy,
         group: "s".into(),
     }];
-    let opts = EvalOptions {
-        telephony: false,
-        streams: Default::default(),
-        json_out: dir.join("e.json"),
-        plot_dir: None,
-        speech_threshold_db: None,
-    };
+    let opts = EvalOptions::new(dir.join("e.json"));
     let e = evaluate(None, &clips, &opts).unwrap_err().to_string();
     assert!(e.contains("gone.flac"), "{e}");
     assert!(evaluate(None, &[], &opts).is_err());
@@ -133,13 +122,7 @@ fn real_clips_per_corpus() {
     // A few clips of every corpus and emotion keep this quick.
     let clips: Vec<Clip> = all.into_iter().step_by(60).collect();
     let out = temp_dir("real");
-    let opts = EvalOptions {
-        telephony: false,
-        streams: Default::default(),
-        json_out: out.join("eval.json"),
-        plot_dir: None,
-        speech_threshold_db: None,
-    };
+    let opts = EvalOptions::new(out.join("eval.json"));
     let report = evaluate(None, &clips, &opts).unwrap();
     // ASED's emotion-specific sentences are not scored; the default model
     // trained on every speaker of these corpora, so every scored clip is

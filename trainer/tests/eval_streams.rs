@@ -89,11 +89,8 @@ fn speaker_streams_score_each_clip_by_its_own_windows() {
 
     for streams in [Streams::Clip, Streams::Speaker] {
         let opts = EvalOptions {
-            telephony: false,
             streams,
-            json_out: dir.join(format!("{streams:?}.json")),
-            plot_dir: None,
-            speech_threshold_db: None,
+            ..EvalOptions::new(dir.join(format!("{streams:?}.json")))
         };
         let report = evaluate(Some(&fixture()), &clips, &opts).unwrap();
         // In the clips' order, each with its own answer.

@@ -72,13 +72,7 @@ fn train_writes_an_ensemble_model_with_its_report() {
     let report = seremotion_trainer::eval::evaluate(
         Some(&out.join("tiny.onnx")),
         &clips,
-        &seremotion_trainer::eval::EvalOptions {
-            telephony: false,
-            streams: Default::default(),
-            json_out: dir.join("all.json"),
-            plot_dir: None,
-            speech_threshold_db: None,
-        },
+        &seremotion_trainer::eval::EvalOptions::new(dir.join("all.json")),
     )
     .expect("eval");
     assert_eq!(report.overall.n, 4, "only the test actor is held out");
@@ -246,13 +240,7 @@ fn train_calibrates_the_exported_logits_on_validation_speakers() {
     let report = seremotion_trainer::eval::evaluate(
         Some(&path),
         &clips,
-        &seremotion_trainer::eval::EvalOptions {
-            telephony: false,
-            streams: Default::default(),
-            json_out: dir.join("val.json"),
-            plot_dir: None,
-            speech_threshold_db: None,
-        },
+        &seremotion_trainer::eval::EvalOptions::new(dir.join("val.json")),
     )
     .expect("eval");
     let heard = report.per_corpus_seen["ravdess"].unweighted_accuracy;
