@@ -117,6 +117,12 @@ fn corpus_rng(seed: u64, corpus: &str) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ h)
 }
 
+/// The voices of clips `idx`, each once, sorted (as rows record them).
+fn voices(clips: &[Clip], idx: &[usize]) -> Vec<Voice> {
+    let set: BTreeSet<Voice> = idx.iter().map(|&i| voice(&clips[i])).collect();
+    set.into_iter().collect()
+}
+
 fn voice(c: &Clip) -> Voice {
     (c.corpus.clone(), c.speaker.clone())
 }
@@ -501,13 +507,7 @@ fn run_partition(
         window_frames,
         hop_frames,
     };
-    let test_voices: Vec<Voice> = p
-        .test
-        .iter()
-        .map(|&i| voice(&clips[i]))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let test_voices = voices(clips, &p.test);
     let result = |recipe: String, of: &[TrainOutcome], per_corpus| FoldResult {
         recipe,
         protocol: p.protocol.to_string(),
@@ -609,13 +609,6 @@ fn write_partition_model(
         name = format!("{name}-{}", slug(recipe_name(norm)));
     }
     let path = dir.join(format!("{name}.onnx"));
-    let speakers = |idx: &[usize]| -> Vec<Voice> {
-        idx.iter()
-            .map(|&i| voice(&clips[i]))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    };
     let command: Vec<String> = std::env::args().collect();
     let training = json!({
         "cv": {"protocol": p.protocol, "partition": p.name, "row": row.recipe},
@@ -625,8 +618,8 @@ fn write_partition_model(
         "best_epoch": row.best_epoch,
         "best_val_ua": row.best_val_ua,
         "calibration": row.calibration,
-        "training_speakers": speakers(&p.train),
-        "validation_speakers": speakers(&p.val),
+        "training_speakers": voices(clips, &p.train),
+        "validation_speakers": voices(clips, &p.val),
         "licence": run::LICENCE,
     });
     let graph = export::export_graph(model, features.n_features(), window_frames)?;
@@ -1148,13 +1141,12 @@ fn check_test_voices(
     path: &Path,
 ) -> Result<()> {
     for p in partitions {
-        let voices: BTreeSet<Voice> = p.test.iter().map(|&i| voice(&clips[i])).collect();
+        let tested = voices(clips, &p.test);
         for r in rows
             .iter()
             .filter(|r| r.protocol == p.protocol && r.fold == p.name)
         {
-            let kept: BTreeSet<Voice> = r.test_voices.iter().cloned().collect();
-            if kept != voices {
+            if r.test_voices != tested {
                 bail!(
                     "{}: {} {} tested other speakers than it does now (has the manifest \
                      changed?); resume into another --out",
