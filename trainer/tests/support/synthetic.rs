@@ -121,6 +121,8 @@ pub fn tiny_recipe(
         batch_size: 8,
         window_seconds: 1.0,
         channels: vec![8, 8],
+        // One network unless a test asks for more: the tests train fast.
+        ensemble: 1,
         ..Default::default()
     }
 }
