@@ -153,11 +153,12 @@ impl Default for TrainOptions {
             spec_masks: SpecMasks::default(),
             corpus_shares: CorpusShares::SqrtSpeakers,
             refit: false,
-            // Two networks from seeds 7 and its member seed, their logits
-            // averaged in one graph: +1.4 clean and +2.2 on the phone over one
-            // stem network on the mean of the four target corpora, 4-fold by
-            // speaker over seeds 7 and 8 (models/EXPERIMENTS.md), for twice
-            // the network's multiply-adds (still inside the speed budget).
+            // Two networks from the run's seed and its member seed, their
+            // logits averaged in one graph: +1.4 clean and +2.2 on the phone
+            // over one stem network on the mean of the four target corpora,
+            // 4-fold by speaker over seeds 7 and 8 (models/EXPERIMENTS.md), for
+            // twice the network's multiply-adds (1.3 times the element's CPU,
+            // at the edge of the mono speed budget; README, speed).
             ensemble: 2,
             distill: None,
             validate_telephone: false,
