@@ -439,6 +439,79 @@ impl Biquad {
 }
 
 // ---------------------------------------------------------------------------
+// Room
+
+/// A room's impulse response at `sample_rate`: the direct sound (1.0 at
+/// sample 0), then, from 2 ms on, a diffuse tail of Gaussian noise whose
+/// energy falls by 60 dB over `rt60_s` seconds (where it ends), `drr_db`
+/// below the direct sound in total (the direct-to-reverberant ratio).
+pub fn room_impulse_response<R: Rng + ?Sized>(
+    sample_rate: u32,
+    rt60_s: f32,
+    drr_db: f32,
+    rng: &mut R,
+) -> Vec<f32> {
+    let sr = f64::from(sample_rate);
+    let onset = (0.002 * sr).round().max(1.0) as usize;
+    let len = ((f64::from(rt60_s) * sr).ceil() as usize).max(onset + 1);
+    // Energy down 60 dB over rt60: amplitude by a factor of 1000.
+    let decay_per_sample = 1000f64.ln() / (f64::from(rt60_s) * sr).max(1.0);
+    let mut h = vec![0.0f64; len];
+    h[0] = 1.0;
+    for (i, v) in h.iter_mut().enumerate().skip(onset) {
+        *v = gaussian(rng) * (-decay_per_sample * i as f64).exp();
+    }
+    let tail: f64 = h[onset..].iter().map(|v| v * v).sum();
+    let scale = (10f64.powf(-f64::from(drr_db) / 10.0) / tail.max(1e-30)).sqrt();
+    h[onset..].iter_mut().for_each(|v| *v *= scale);
+    h.into_iter().map(|v| v as f32).collect()
+}
+
+/// `x` heard in the room `rir` ([`room_impulse_response`]): convolved (by
+/// FFT), cut to `x`'s length so the clip keeps its timing, and brought back
+/// to `x`'s mean power (a room is not a level change; the gain step is),
+/// below full scale.
+pub fn reverberate(x: &[f32], rir: &[f32]) -> Vec<f32> {
+    if x.is_empty() || rir.is_empty() {
+        return x.to_vec();
+    }
+    let n = (x.len() + rir.len() - 1).next_power_of_two();
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let forward = planner.plan_fft_forward(n);
+    let inverse = planner.plan_fft_inverse(n);
+    let spectrum = |signal: &[f32]| {
+        let mut buf = forward.make_input_vec();
+        buf.iter_mut().zip(signal).for_each(|(b, &s)| *b = f64::from(s));
+        let mut out = forward.make_output_vec();
+        forward
+            .process(&mut buf, &mut out)
+            .expect("buffers sized by the plan");
+        out
+    };
+    let mut wet = spectrum(x);
+    let room = spectrum(rir);
+    wet.iter_mut().zip(&room).for_each(|(a, b)| *a *= b);
+    // The inverse ignores the imaginary parts of DC and Nyquist, which a
+    // product of real signals' spectra has at rounding level only.
+    wet[0].im = 0.0;
+    wet[n / 2].im = 0.0;
+    let mut y = inverse.make_output_vec();
+    inverse
+        .process(&mut wet, &mut y)
+        .expect("buffers sized by the plan");
+    y.truncate(x.len());
+    let power = |v: &mut dyn Iterator<Item = f64>| v.map(|s| s * s).sum::<f64>();
+    let p_in = power(&mut x.iter().map(|&s| f64::from(s)));
+    let p_out = power(&mut y.iter().copied());
+    let mut g = if p_out > 0.0 { (p_in / p_out).sqrt() } else { 0.0 };
+    let peak = y.iter().fold(0.0f64, |m, &s| m.max(s.abs())) * g;
+    if peak > f64::from(PEAK_CEILING) {
+        g *= f64::from(PEAK_CEILING) / peak;
+    }
+    y.into_iter().map(|s| (s * g) as f32).collect()
+}
+
+// ---------------------------------------------------------------------------
 // Gain
 
 /// Multiplies by `db` decibels, limited so the peak stays below full scale
@@ -520,6 +593,12 @@ pub struct AugmentConfig {
     /// computes them ([`draw_formant_warp`]).
     pub formant_warp_prob: f32,
     pub formant_warp: (f32, f32),
+    /// Chance that a rendition is heard in a room
+    /// ([`room_impulse_response`], [`reverberate`]), and the ranges of its
+    /// reverberation time (seconds) and direct-to-reverberant ratio (dB).
+    pub reverb_prob: f32,
+    pub reverb_rt60_s: (f32, f32),
+    pub reverb_drr_db: (f32, f32),
 }
 
 impl Default for AugmentConfig {
@@ -540,13 +619,16 @@ impl Default for AugmentConfig {
             varied_lines: false,
             formant_warp_prob: 0.0,
             formant_warp: (0.9, 1.1),
+            reverb_prob: 0.0,
+            reverb_rt60_s: (0.2, 0.8),
+            reverb_drr_db: (0.0, 12.0),
         }
     }
 }
 
 /// A random chain in the order a recording goes through: the voice (pitch,
-/// tempo), its timing in the clip, the microphone level, background noise,
-/// then the line.
+/// tempo), its timing in the clip, the room, the microphone level, background
+/// noise, then the line.
 pub fn augment_random<R: Rng + ?Sized>(
     x: &[f32],
     sample_rate: u32,
@@ -563,6 +645,13 @@ pub fn augment_random<R: Rng + ?Sized>(
     if chance(rng, cfg.shift_prob) {
         let max = cfg.max_shift_s.max(0.0) * sample_rate as f32;
         y = time_shift(&y, uniform(rng, (-max, max)).round() as isize);
+    }
+    // Draws nothing when off, so recipes without rooms keep their renditions
+    // bit for bit.
+    if cfg.reverb_prob > 0.0 && chance(rng, cfg.reverb_prob) {
+        let rt60 = uniform(rng, cfg.reverb_rt60_s);
+        let drr = uniform(rng, cfg.reverb_drr_db);
+        y = reverberate(&y, &room_impulse_response(sample_rate, rt60, drr, rng));
     }
     if chance(rng, cfg.gain_prob) {
         y = gain_db(&y, uniform(rng, cfg.gain_db));
@@ -938,5 +1027,85 @@ mod tests {
             augment_random(&x, SR, &off, &mut ChaCha8Rng::seed_from_u64(1)),
             x
         );
+    }
+
+    #[test]
+    fn room_response_decays_by_its_reverberation_time_below_the_direct_sound() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (rt60, drr) in [(0.3f32, 0.0f32), (0.7, 9.0)] {
+            let h = room_impulse_response(SR, rt60, drr, &mut rng);
+            assert_eq!(h.len(), (f64::from(rt60) * f64::from(SR)).ceil() as usize);
+            assert_eq!(h[0], 1.0);
+            let onset = (0.002 * SR as f64).round() as usize;
+            assert!(h[1..onset].iter().all(|&v| v == 0.0));
+            let tail: f64 = h[onset..].iter().map(|&v| f64::from(v).powi(2)).sum();
+            let measured_drr = -10.0 * tail.log10();
+            assert!((measured_drr - f64::from(drr)).abs() < 0.01, "{measured_drr}");
+            // Schroeder's backward integral; its fall from -5 to -25 dB,
+            // three times over, estimates the reverberation time (T20).
+            let mut energy = 0.0f64;
+            let mut curve = vec![0.0f64; h.len()];
+            for i in (onset..h.len()).rev() {
+                energy += f64::from(h[i]).powi(2);
+                curve[i] = energy;
+            }
+            let db = |i: usize| 10.0 * (curve[i] / tail).log10();
+            let at = |level: f64| (onset..h.len()).find(|&i| db(i) < level).unwrap();
+            let t20 = 3.0 * (at(-25.0) - at(-5.0)) as f64 / f64::from(SR);
+            assert!((t20 / f64::from(rt60) - 1.0).abs() < 0.1, "rt60 {rt60}: T20 {t20}");
+        }
+    }
+
+    #[test]
+    fn a_click_in_a_room_becomes_the_room_response_at_the_same_power() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let h = room_impulse_response(SR, 0.4, 6.0, &mut rng);
+        let mut x = vec![0.0f32; SR as usize];
+        x[1000] = 0.5;
+        let y = reverberate(&x, &h);
+        assert_eq!(y.len(), x.len());
+        assert!((power(&y) / power(&x) - 1.0).abs() < 1e-6);
+        // Same shape as the response, delayed to the click and scaled.
+        let g = y[1000] / h[0];
+        assert!(y[..1000].iter().all(|v| v.abs() < 1e-6));
+        for (i, &v) in h.iter().enumerate() {
+            assert!((y[1000 + i] - g * v).abs() < 1e-5, "sample {i}");
+        }
+        // A tone keeps its frequency and its length; nothing is clipped.
+        let tone = sine(440.0, 0.9, SR as usize);
+        let wet = reverberate(&tone, &h);
+        assert_eq!(wet.len(), tone.len());
+        assert!((frequency(&wet[4000..]) - 440.0).abs() < 5.0);
+        assert!(wet.iter().all(|v| v.abs() <= PEAK_CEILING));
+    }
+
+    #[test]
+    fn rooms_are_drawn_only_when_asked_for() {
+        let x = sine(300.0, 0.2, 8000);
+        let chain = |reverb_prob| AugmentConfig {
+            reverb_prob,
+            ..Default::default()
+        };
+        // Off, the chain draws what it drew before rooms existed: one chance
+        // per step, nothing for the room, so other recipes' renditions stay.
+        let steps_off = AugmentConfig {
+            pitch_prob: 0.0,
+            stretch_prob: 0.0,
+            shift_prob: 0.0,
+            gain_prob: 0.0,
+            noise_prob: 0.0,
+            telephone_prob: 0.0,
+            ..chain(0.0)
+        };
+        let mut after_chain = ChaCha8Rng::seed_from_u64(5);
+        augment_random(&x, SR, &steps_off, &mut after_chain);
+        let mut six_chances = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..6 {
+            six_chances.random::<f32>();
+        }
+        assert_eq!(after_chain.random::<u64>(), six_chances.random::<u64>());
+        let off = augment_random(&x, SR, &chain(0.0), &mut ChaCha8Rng::seed_from_u64(5));
+        let on = augment_random(&x, SR, &chain(1.0), &mut ChaCha8Rng::seed_from_u64(5));
+        assert_ne!(off, on);
     }
 }

@@ -865,6 +865,9 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
             "Half the training renditions had their formants moved by a factor of 0.9-1.1.\n"
         );
     }
+    if t.room_reverb {
+        let _ = writeln!(s, "{}\n", crate::run::room_reverb_note());
+    }
     if let Some(note) = t.spec_masks.note() {
         let _ = writeln!(s, "{note}\n");
     }
@@ -1188,6 +1191,7 @@ fn write_outputs(o: &CvOptions, clips: &[Clip], results: &[FoldResult], run: &Ru
         "member_stems": o.train.member_stems,
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
+        "room_reverb": o.train.room_reverb,
         "speaker_adversary": o.train.speaker_adversary,
         "freq_mask": o.train.spec_masks.max_rows,
         "time_mask": o.train.spec_masks.max_frames,

@@ -220,6 +220,11 @@ struct Recipe {
     /// pitch and level rows stay): other vocal tracts for every voice.
     #[arg(long)]
     formant_warp: bool,
+    /// Play 30 % of the training renditions in a synthetic room (reverberation
+    /// time 0.2-0.8 s, direct sound 0-12 dB above the reverberation), before
+    /// the level, noise and line steps.
+    #[arg(long)]
+    room_reverb: bool,
     /// Add one offset per emotion to the logits, chosen on the validation
     /// speakers to maximise their UA (a new voice's lean towards neutral,
     /// corrected at no cost in the element). `cv` scores the exported
@@ -287,6 +292,7 @@ impl Recipe {
             validate_telephone: self.validate_telephone,
             varied_phone_lines: self.varied_phone_lines,
             formant_warp: self.formant_warp,
+            room_reverb: self.room_reverb,
             calibrate: self.calibrate,
             append_pitch: self.pitch,
             validate_streams: self.validate_streams,

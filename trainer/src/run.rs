@@ -96,6 +96,9 @@ pub struct TrainOptions {
     /// of 0.9-1.1 (`augment::warp_formants`): other vocal tracts for the same
     /// voice.
     pub formant_warp: bool,
+    /// 30 % of the training renditions are heard in a synthetic room
+    /// (`augment::reverberate`).
+    pub room_reverb: bool,
     /// Add to the exported model's logits the offsets that maximise the
     /// validation UA (`calibrate::fit_offsets`).
     pub calibrate: bool,
@@ -164,6 +167,7 @@ impl Default for TrainOptions {
             validate_telephone: false,
             varied_phone_lines: false,
             formant_warp: false,
+            room_reverb: false,
             calibrate: false,
             append_pitch: FeatureConfig::default_model().append_pitch,
             validate_streams: false,
@@ -270,6 +274,23 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
     *audio = out;
 }
 
+/// Share of the training renditions heard in a room with `room_reverb`.
+const ROOM_REVERB_PROB: f32 = 0.3;
+
+/// How reports describe `room_reverb`.
+pub fn room_reverb_note() -> String {
+    let d = augment::AugmentConfig::default();
+    format!(
+        "{:.0} % of the training renditions were heard in a synthetic room (reverberation \
+         time {}-{} s, direct sound {}-{} dB above the reverberation).",
+        ROOM_REVERB_PROB * 100.0,
+        d.reverb_rt60_s.0,
+        d.reverb_rt60_s.1,
+        d.reverb_drr_db.0,
+        d.reverb_drr_db.1
+    )
+}
+
 /// The augmentation chain: gain on every rendition (loudness must not be a
 /// corpus fingerprint; kept above the speech gate for the quietest corpus),
 /// telephone a little more often than the library default (phone calls are a
@@ -281,6 +302,7 @@ pub fn augment_config(o: &TrainOptions) -> augment::AugmentConfig {
         telephone_prob: 0.35,
         varied_lines: o.varied_phone_lines,
         formant_warp_prob: if o.formant_warp { 0.5 } else { 0.0 },
+        reverb_prob: if o.room_reverb { ROOM_REVERB_PROB } else { 0.0 },
         ..Default::default()
     }
 }
@@ -791,6 +813,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "validate_telephone": o.validate_telephone,
         "varied_phone_lines": o.varied_phone_lines,
         "formant_warp": o.formant_warp,
+        "room_reverb": o.room_reverb,
         // Offsets added to the logits, chosen on the validation speakers.
         "calibration": calibration,
         "validate_streams": o.validate_streams,
@@ -1109,6 +1132,9 @@ pub fn render_report(t: &Value, name: &str) -> String {
             "Half the training renditions had their formants moved by a factor of \
              0.9-1.1 (the log-mel rows warped in frequency; pitch and level rows kept).\n"
         );
+    }
+    if t["room_reverb"].as_bool() == Some(true) {
+        let _ = writeln!(s, "{}\n", room_reverb_note());
     }
     if let Some(note) = serde_json::from_value::<SpecMasks>(t["train_config"].clone())
         .ok()
