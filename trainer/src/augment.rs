@@ -481,7 +481,9 @@ pub fn reverberate(x: &[f32], rir: &[f32]) -> Vec<f32> {
     let inverse = planner.plan_fft_inverse(n);
     let spectrum = |signal: &[f32]| {
         let mut buf = forward.make_input_vec();
-        buf.iter_mut().zip(signal).for_each(|(b, &s)| *b = f64::from(s));
+        buf.iter_mut()
+            .zip(signal)
+            .for_each(|(b, &s)| *b = f64::from(s));
         let mut out = forward.make_output_vec();
         forward
             .process(&mut buf, &mut out)
@@ -500,10 +502,13 @@ pub fn reverberate(x: &[f32], rir: &[f32]) -> Vec<f32> {
         .process(&mut wet, &mut y)
         .expect("buffers sized by the plan");
     y.truncate(x.len());
-    let power = |v: &mut dyn Iterator<Item = f64>| v.map(|s| s * s).sum::<f64>();
-    let p_in = power(&mut x.iter().map(|&s| f64::from(s)));
-    let p_out = power(&mut y.iter().copied());
-    let mut g = if p_out > 0.0 { (p_in / p_out).sqrt() } else { 0.0 };
+    let p_in: f64 = x.iter().map(|&s| f64::from(s).powi(2)).sum();
+    let p_out: f64 = y.iter().map(|s| s * s).sum();
+    let mut g = if p_out > 0.0 {
+        (p_in / p_out).sqrt()
+    } else {
+        0.0
+    };
     let peak = y.iter().fold(0.0f64, |m, &s| m.max(s.abs())) * g;
     if peak > f64::from(PEAK_CEILING) {
         g *= f64::from(PEAK_CEILING) / peak;
@@ -1040,7 +1045,10 @@ mod tests {
             assert!(h[1..onset].iter().all(|&v| v == 0.0));
             let tail: f64 = h[onset..].iter().map(|&v| f64::from(v).powi(2)).sum();
             let measured_drr = -10.0 * tail.log10();
-            assert!((measured_drr - f64::from(drr)).abs() < 0.01, "{measured_drr}");
+            assert!(
+                (measured_drr - f64::from(drr)).abs() < 0.01,
+                "{measured_drr}"
+            );
             // Schroeder's backward integral; its fall from -5 to -25 dB,
             // three times over, estimates the reverberation time (T20).
             let mut energy = 0.0f64;
@@ -1052,7 +1060,10 @@ mod tests {
             let db = |i: usize| 10.0 * (curve[i] / tail).log10();
             let at = |level: f64| (onset..h.len()).find(|&i| db(i) < level).unwrap();
             let t20 = 3.0 * (at(-25.0) - at(-5.0)) as f64 / f64::from(SR);
-            assert!((t20 / f64::from(rt60) - 1.0).abs() < 0.1, "rt60 {rt60}: T20 {t20}");
+            assert!(
+                (t20 / f64::from(rt60) - 1.0).abs() < 0.1,
+                "rt60 {rt60}: T20 {t20}"
+            );
         }
     }
 
