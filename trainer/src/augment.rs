@@ -1001,6 +1001,19 @@ mod tests {
         assert_eq!(gain_db(&[0.0; 4], 30.0), vec![0.0; 4]);
     }
 
+    /// A chain whose every step has probability 0 (rooms are off by default).
+    fn every_step_off() -> AugmentConfig {
+        AugmentConfig {
+            pitch_prob: 0.0,
+            stretch_prob: 0.0,
+            shift_prob: 0.0,
+            gain_prob: 0.0,
+            noise_prob: 0.0,
+            telephone_prob: 0.0,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn random_chains_are_deterministic_from_the_seed() {
         let x = sine(300.0, 0.2, 8000);
@@ -1019,17 +1032,8 @@ mod tests {
         assert_ne!(a, run(43));
         assert!(a.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
 
-        let off = AugmentConfig {
-            pitch_prob: 0.0,
-            stretch_prob: 0.0,
-            shift_prob: 0.0,
-            gain_prob: 0.0,
-            noise_prob: 0.0,
-            telephone_prob: 0.0,
-            ..Default::default()
-        };
         assert_eq!(
-            augment_random(&x, SR, &off, &mut ChaCha8Rng::seed_from_u64(1)),
+            augment_random(&x, SR, &every_step_off(), &mut ChaCha8Rng::seed_from_u64(1)),
             x
         );
     }
@@ -1099,17 +1103,8 @@ mod tests {
         };
         // Off, the chain draws what it drew before rooms existed: one chance
         // per step, nothing for the room, so other recipes' renditions stay.
-        let steps_off = AugmentConfig {
-            pitch_prob: 0.0,
-            stretch_prob: 0.0,
-            shift_prob: 0.0,
-            gain_prob: 0.0,
-            noise_prob: 0.0,
-            telephone_prob: 0.0,
-            ..chain(0.0)
-        };
         let mut after_chain = ChaCha8Rng::seed_from_u64(5);
-        augment_random(&x, SR, &steps_off, &mut after_chain);
+        augment_random(&x, SR, &every_step_off(), &mut after_chain);
         let mut six_chances = ChaCha8Rng::seed_from_u64(5);
         for _ in 0..6 {
             six_chances.random::<f32>();
