@@ -1118,6 +1118,9 @@ fn differences(at: &str, theirs: &Value, ours: &Value) -> Vec<String> {
                 .collect()
         }
         _ if theirs == ours => Vec::new(),
+        // A switch added to the trainer since, and off now, was off before
+        // it existed (new switches keep older recipes bit for bit).
+        (Value::Null, Value::Bool(false)) => Vec::new(),
         _ => vec![format!("{at} was {theirs}, now {ours}")],
     }
 }
@@ -1222,6 +1225,26 @@ fn write_outputs(o: &CvOptions, clips: &[Clip], results: &[FoldResult], run: &Ru
 mod tests {
     use super::*;
     use crate::corpus::Emotion;
+
+    #[test]
+    fn a_switch_added_since_and_off_is_no_difference_but_on_is() {
+        let before = json!({"train": {"seed": 7}});
+        let off = json!({"train": {"seed": 7, "room_reverb": false}});
+        let on = json!({"train": {"seed": 7, "room_reverb": true}});
+        assert!(differences("", &before, &off).is_empty());
+        assert_eq!(
+            differences("", &before, &on),
+            vec!["train.room_reverb was null, now true".to_string()]
+        );
+        assert_eq!(
+            differences(
+                "",
+                &json!({"train": {"seed": 7}}),
+                &json!({"train": {"seed": 8}})
+            ),
+            vec!["train.seed was 7, now 8".to_string()]
+        );
+    }
 
     fn clips() -> Vec<Clip> {
         let mut out = Vec::new();
