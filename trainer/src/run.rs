@@ -277,13 +277,16 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
 /// Share of the training renditions heard in a room with `room_reverb`.
 const ROOM_REVERB_PROB: f32 = 0.3;
 
-/// How reports describe `room_reverb`.
+/// How reports describe `room_reverb`: read from the chain it trains with.
 pub fn room_reverb_note() -> String {
-    let d = augment::AugmentConfig::default();
+    let d = augment_config(&TrainOptions {
+        room_reverb: true,
+        ..TrainOptions::default()
+    });
     format!(
         "{:.0} % of the training renditions were heard in a synthetic room (reverberation \
          time {}-{} s, direct sound {}-{} dB above the reverberation).",
-        ROOM_REVERB_PROB * 100.0,
+        d.reverb_prob * 100.0,
         d.reverb_rt60_s.0,
         d.reverb_rt60_s.1,
         d.reverb_drr_db.0,
