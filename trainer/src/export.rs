@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use onnx_ir::{Message, ModelProto};
 
-use crate::net::Ensemble;
+use crate::net::{EmotionCnn, Ensemble};
 
 pub const INPUT_NAME: &str = "features";
 pub const OUTPUT_NAME: &str = "logits";
@@ -31,9 +31,25 @@ pub fn export_graph(model: &Ensemble, n_features: usize, n_frames: usize) -> Res
         AxisSpec::Static,
         AxisSpec::dynamic("frames"),
     ])];
-    let onnx = OnnxExporter::new()
-        .export_dynamic(&model, sample, validation, &specs, Ensemble::forward)
-        .map_err(|e| anyhow::anyhow!("burn-onnx export failed: {e:?}"))?;
+    // Members of one shape run as one network with grouped layers (the same
+    // logits, fewer and wider operators); others member by member.
+    let onnx = match model.fused() {
+        Some(fused) => OnnxExporter::new().export_dynamic(
+            &fused,
+            sample,
+            validation,
+            &specs,
+            EmotionCnn::forward,
+        ),
+        None => OnnxExporter::new().export_dynamic(
+            &model,
+            sample,
+            validation,
+            &specs,
+            Ensemble::forward,
+        ),
+    }
+    .map_err(|e| anyhow::anyhow!("burn-onnx export failed: {e:?}"))?;
     rename_io(onnx.as_bytes())
 }
 

@@ -5,6 +5,7 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use onnx_ir::{Message, ModelProto};
 use seremotion_core::features::FeatureConfig;
 use seremotion_core::model::writer::embed_metadata;
 use seremotion_core::model::{Model, ModelMetadata};
@@ -156,6 +157,19 @@ fn frequency_stem_matches_onnx_runtime() {
     // Unlike members (`--member-stems 4,0`): one graph, two shapes of network.
     let mixed = Ensemble::new(vec![stemmed(8), small_network(9)]);
     assert_parity(&mixed, |x| mixed.forward(x));
+
+    // Members of one shape export as one network of grouped layers: the
+    // pair's graph has one network's convolutions (stem, projection, three
+    // blocks), the unlike pair each member's.
+    let convolutions = |model: &Ensemble| {
+        let nf = FeatureConfig::default_model().n_features();
+        let graph = export::export_graph(model, nf, 99).expect("export");
+        let proto = ModelProto::parse_from_bytes(&graph).expect("ONNX");
+        let nodes = proto.graph.into_option().expect("a graph").node;
+        nodes.iter().filter(|n| n.op_type == "Conv").count()
+    };
+    assert_eq!(convolutions(&pair), 5);
+    assert_eq!(convolutions(&mixed), 5 + 3);
 }
 
 #[test]
