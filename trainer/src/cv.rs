@@ -868,6 +868,9 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     if t.room_reverb {
         let _ = writeln!(s, "{}\n", crate::run::room_reverb_note());
     }
+    if t.mixup_alpha > 0.0 {
+        let _ = writeln!(s, "{}\n", crate::run::mixup_note(t.mixup_alpha));
+    }
     if let Some(note) = t.spec_masks.note() {
         let _ = writeln!(s, "{note}\n");
     }
@@ -1436,6 +1439,28 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    /// The settings say what the recipe trained with, mixup included.
+    #[test]
+    fn the_table_names_the_mixup_it_trained_with() {
+        let options = |mixup_alpha| CvOptions {
+            train: TrainOptions {
+                mixup_alpha,
+                ..TrainOptions::default()
+            },
+            folds: 4,
+            max_folds: None,
+            leave_one_corpus_out: false,
+            held_out: Vec::new(),
+            normalizations: vec![WindowNormalization::default()],
+            val_fraction: 0.15,
+            resume: false,
+        };
+        let with = render_markdown(&json!([]), &options(0.2), 1.0);
+        assert!(with.contains("weight ~ Beta(0.2, 0.2)"), "{with}");
+        let without = render_markdown(&json!([]), &options(0.0), 1.0);
+        assert!(!without.contains("mixup"), "{without}");
     }
 
     #[test]

@@ -277,6 +277,14 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
 /// Share of the training renditions heard in a room with `room_reverb`.
 const ROOM_REVERB_PROB: f32 = 0.3;
 
+/// How reports describe `--mixup ALPHA`.
+pub fn mixup_note(alpha: f64) -> String {
+    format!(
+        "Trained with mixup: each batch blended with a shuffled copy of itself, \
+         weight ~ Beta({alpha}, {alpha}), labels blended alike."
+    )
+}
+
 /// How reports describe `room_reverb`: read from the chain it trains with.
 pub fn room_reverb_note() -> String {
     let d = augment_config(&TrainOptions {
@@ -1116,11 +1124,7 @@ pub fn render_report(t: &Value, name: &str) -> String {
         .as_f64()
         .filter(|&a| a > 0.0)
     {
-        let _ = writeln!(
-            s,
-            "Trained with mixup: each batch blended with a shuffled copy of itself, \
-             weight ~ Beta({alpha}, {alpha}), labels blended alike.\n"
-        );
+        let _ = writeln!(s, "{}\n", mixup_note(alpha));
     }
     if let Some(note) =
         serde_json::from_value::<CorpusShares>(t["train_config"]["corpus_shares"].clone())
