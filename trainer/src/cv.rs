@@ -860,10 +860,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         let _ = writeln!(s, "{note}\n");
     }
     if t.formant_warp {
-        let _ = writeln!(
-            s,
-            "Half the training renditions had their formants moved by a factor of 0.9-1.1.\n"
-        );
+        let _ = writeln!(s, "{}\n", crate::run::formant_warp_note());
     }
     if t.room_reverb {
         let _ = writeln!(s, "{}\n", crate::run::room_reverb_note());
@@ -877,9 +874,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
     if t.speaker_adversary > 0.0 {
         let _ = writeln!(
             s,
-            "Trained against a speaker adversary through a gradient reversal, strength \
-             ramping up to {}.\n",
-            t.speaker_adversary
+            "{}\n",
+            crate::run::speaker_adversary_note(t.speaker_adversary)
         );
     }
     if t.calibrate {
@@ -1441,14 +1437,12 @@ mod tests {
         );
     }
 
-    /// The settings say what the recipe trained with, mixup included.
+    /// The settings say what the recipe trained with, in the words train's
+    /// REPORT uses: mixup, formant warping and a speaker adversary included.
     #[test]
-    fn the_table_names_the_mixup_it_trained_with() {
-        let options = |mixup_alpha| CvOptions {
-            train: TrainOptions {
-                mixup_alpha,
-                ..TrainOptions::default()
-            },
+    fn the_table_names_the_training_only_options_it_trained_with() {
+        let options = |train| CvOptions {
+            train,
             folds: 4,
             max_folds: None,
             leave_one_corpus_out: false,
@@ -1457,10 +1451,29 @@ mod tests {
             val_fraction: 0.15,
             resume: false,
         };
-        let with = render_markdown(&json!([]), &options(0.2), 1.0);
+        let on = TrainOptions {
+            mixup_alpha: 0.2,
+            formant_warp: true,
+            ..TrainOptions::default()
+        };
+        let with = render_markdown(&json!([]), &options(on), 1.0);
         assert!(with.contains("weight ~ Beta(0.2, 0.2)"), "{with}");
-        let without = render_markdown(&json!([]), &options(0.0), 1.0);
-        assert!(!without.contains("mixup"), "{without}");
+        assert!(
+            with.contains(
+                "50 % of the training renditions had their formants moved by a factor of 0.9-1.1"
+            ),
+            "{with}"
+        );
+        let adversary = TrainOptions {
+            speaker_adversary: 0.3,
+            ..TrainOptions::default()
+        };
+        let with = render_markdown(&json!([]), &options(adversary), 1.0);
+        assert!(with.contains("strength ramping up to 0.3)"), "{with}");
+        let without = render_markdown(&json!([]), &options(TrainOptions::default()), 1.0);
+        for absent in ["mixup", "formants", "adversary"] {
+            assert!(!without.contains(absent), "{absent}: {without}");
+        }
     }
 
     #[test]

@@ -285,6 +285,30 @@ pub fn mixup_note(alpha: f64) -> String {
     )
 }
 
+/// How reports describe `formant_warp`: read from the chain it trains with.
+pub fn formant_warp_note() -> String {
+    let d = augment_config(&TrainOptions {
+        formant_warp: true,
+        ..TrainOptions::default()
+    });
+    format!(
+        "{:.0} % of the training renditions had their formants moved by a factor of \
+         {}-{} (the log-mel rows warped in frequency; pitch and level rows kept).",
+        d.formant_warp_prob * 100.0,
+        d.formant_warp.0,
+        d.formant_warp.1
+    )
+}
+
+/// How reports describe `--speaker-adversary STRENGTH`.
+pub fn speaker_adversary_note(strength: f64) -> String {
+    format!(
+        "Trained against a speaker adversary (gradient reversal, strength ramping up to \
+         {strength}): a linear classifier guessed each window's training speaker from the \
+         pooled vector, and the network learnt to defeat it."
+    )
+}
+
 /// How reports describe `room_reverb`: read from the chain it trains with.
 pub fn room_reverb_note() -> String {
     let d = augment_config(&TrainOptions {
@@ -1134,11 +1158,7 @@ pub fn render_report(t: &Value, name: &str) -> String {
         let _ = writeln!(s, "{note}\n");
     }
     if t["formant_warp"].as_bool() == Some(true) {
-        let _ = writeln!(
-            s,
-            "Half the training renditions had their formants moved by a factor of \
-             0.9-1.1 (the log-mel rows warped in frequency; pitch and level rows kept).\n"
-        );
+        let _ = writeln!(s, "{}\n", formant_warp_note());
     }
     if t["room_reverb"].as_bool() == Some(true) {
         let _ = writeln!(s, "{}\n", room_reverb_note());
@@ -1163,13 +1183,7 @@ pub fn render_report(t: &Value, name: &str) -> String {
         .as_f64()
         .filter(|&a| a > 0.0)
     {
-        let _ = writeln!(
-            s,
-            "Trained against a speaker adversary (gradient reversal, strength \
-             ramping up to {strength}): a linear classifier guessed each window's \
-             training speaker from the pooled vector, and the network learnt to \
-             defeat it.\n"
-        );
+        let _ = writeln!(s, "{}\n", speaker_adversary_note(strength));
     }
     let _ = writeln!(s, "## Held-out results\n");
     let held_out = ["test-clean", "test-telephone"]
