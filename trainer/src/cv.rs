@@ -27,7 +27,7 @@ use seremotion_core::model::writer::embed_metadata;
 
 use crate::corpus::{self, ASED_COMMON_SENTENCES, Clip, LABELS};
 use crate::metrics::Metrics;
-use crate::net::{Classifier, Ensemble};
+use crate::net::{Classifier, Ensemble, FREQUENCY_STEM_POOL, FREQUENCY_STEM_STRIDE};
 use crate::run::{self, TrainOptions};
 use crate::train::{self, ClipFeatures, EpochLog, TrainConfig, TrainOutcome};
 use crate::{calibrate, export};
@@ -816,6 +816,22 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
          --streams speaker` does (they differ only for a recipe with a voice baseline).\n",
         ASED_COMMON_SENTENCES.join(" and ")
     );
+    let stem = format!(
+        "{}{}",
+        if t.member_stems.is_empty() {
+            t.frequency_stem.to_string()
+        } else {
+            format!("{:?} (member by member)", t.member_stems)
+        },
+        if t.stem_pool == FREQUENCY_STEM_POOL {
+            String::new()
+        } else {
+            format!(
+                " (max over {} rows every {FREQUENCY_STEM_STRIDE})",
+                t.stem_pool
+            )
+        }
+    );
     let _ = writeln!(
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
@@ -837,11 +853,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         front.fmax,
         t.append_pitch,
         t.channels,
-        if t.member_stems.is_empty() {
-            t.frequency_stem.to_string()
-        } else {
-            format!("{:?} (member by member)", t.member_stems)
-        },
+        stem,
         t.pooling.describe(),
         t.ensemble,
         if t.ensemble > 1 {
@@ -1118,8 +1130,12 @@ fn differences(at: &str, theirs: &Value, ours: &Value) -> Vec<String> {
         }
         _ if theirs == ours => Vec::new(),
         // A switch added to the trainer since, and off now, was off before
-        // it existed (new switches keep older recipes bit for bit).
+        // it existed (new switches keep older recipes bit for bit); so was a
+        // setting added since at the value it had before it existed.
         (Value::Null, Value::Bool(false)) => Vec::new(),
+        (Value::Null, _) if at == "train.stem_pool" && *ours == json!(FREQUENCY_STEM_POOL) => {
+            Vec::new()
+        }
         _ => vec![format!("{at} was {theirs}, now {ours}")],
     }
 }
@@ -1191,6 +1207,7 @@ fn write_outputs(o: &CvOptions, clips: &[Clip], results: &[FoldResult], run: &Ru
         "pooling": o.train.pooling,
         "frequency_stem": o.train.frequency_stem,
         "member_stems": o.train.member_stems,
+        "stem_pool": o.train.stem_pool,
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "room_reverb": o.train.room_reverb,
@@ -1226,7 +1243,7 @@ mod tests {
     use crate::corpus::Emotion;
 
     #[test]
-    fn a_switch_added_since_and_off_is_no_difference_but_on_is() {
+    fn a_setting_added_since_at_its_old_value_is_no_difference_but_another_is() {
         let before = json!({"train": {"seed": 7}});
         let off = json!({"train": {"seed": 7, "room_reverb": false}});
         let on = json!({"train": {"seed": 7, "room_reverb": true}});
@@ -1242,6 +1259,13 @@ mod tests {
                 &json!({"train": {"seed": 8}})
             ),
             vec!["train.seed was 7, now 8".to_string()]
+        );
+        // A setting added since, at the value every earlier run had.
+        let pooled = |span: usize| json!({"train": {"seed": 7, "stem_pool": span}});
+        assert!(differences("", &before, &pooled(FREQUENCY_STEM_POOL)).is_empty());
+        assert_eq!(
+            differences("", &before, &pooled(8)),
+            vec!["train.stem_pool was null, now 8".to_string()]
         );
     }
 
@@ -1454,10 +1478,15 @@ mod tests {
         let on = TrainOptions {
             mixup_alpha: 0.2,
             formant_warp: true,
+            stem_pool: 8,
             ..TrainOptions::default()
         };
         let with = render_markdown(&json!([]), &options(on), 1.0);
         assert!(with.contains("weight ~ Beta(0.2, 0.2)"), "{with}");
+        assert!(
+            with.contains("frequency stem channels 8 (max over 8 rows every 4)"),
+            "{with}"
+        );
         assert!(
             with.contains(
                 "50 % of the training renditions had their formants moved by a factor of 0.9-1.1"
@@ -1471,7 +1500,7 @@ mod tests {
         let with = render_markdown(&json!([]), &options(adversary), 1.0);
         assert!(with.contains("strength ramping up to 0.3)"), "{with}");
         let without = render_markdown(&json!([]), &options(TrainOptions::default()), 1.0);
-        for absent in ["mixup", "formants", "adversary"] {
+        for absent in ["mixup", "formants", "adversary", "max over"] {
             assert!(!without.contains(absent), "{absent}: {without}");
         }
     }

@@ -165,6 +165,11 @@ struct Recipe {
     /// networks; default: every member has --frequency-stem.
     #[arg(long, value_delimiter = ',', value_name = "C")]
     member_stems: Vec<usize>,
+    /// Rows each of the frequency stem's max pooling spans covers; spans
+    /// start every 4 rows, so wider ones overlap and let a pattern move
+    /// further and still meet the same span.
+    #[arg(long, value_name = "ROWS", default_value_t = DEFAULTS.stem_pool)]
+    stem_pool: usize,
     /// Pitch and harmonicity rows (subharmonic summation) on every frame.
     #[arg(long, value_name = "BOOL", default_value_t = DEFAULTS.append_pitch, action = clap::ArgAction::Set)]
     pitch: bool,
@@ -277,6 +282,7 @@ impl Recipe {
             channels: self.channels.clone(),
             pooling: self.pooling,
             frequency_stem: self.frequency_stem,
+            stem_pool: self.stem_pool,
             member_stems: self.member_stems.clone(),
             fmin: self.fmin,
             fmax: self.fmax,

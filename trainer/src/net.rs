@@ -68,10 +68,18 @@ impl Pooling {
 /// Width of the attention's hidden layer in [`Pooling::Attentive`].
 const ATTENTION_HIDDEN: usize = 32;
 
-/// Feature rows the frequency stem's max pooling merges into one: a pattern
-/// may move this far up or down the spectrum (a few mel bands, about a
-/// vocal tract length's difference between voices) and look the same.
+/// Feature rows the frequency stem's max pooling merges into one by default:
+/// a pattern may move this far up or down the spectrum (a few mel bands,
+/// about a vocal tract length's difference between voices) and look the same.
 pub const FREQUENCY_STEM_POOL: usize = 4;
+
+/// Rows between the starts of the frequency stem's pooling spans: spans
+/// wider than this overlap.
+pub const FREQUENCY_STEM_STRIDE: usize = 4;
+
+fn default_stem_pool() -> usize {
+    FREQUENCY_STEM_POOL
+}
 
 /// Shape of the network; travels in the training report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,6 +104,11 @@ pub struct NetConfig {
     /// bands (a shorter vocal tract) from a different one.
     #[serde(default)]
     pub frequency_stem: usize,
+    /// Rows each of the stem's max pooling spans covers (spans start every
+    /// [`FREQUENCY_STEM_STRIDE`] rows); absent in reports written before it
+    /// existed: those stems pooled [`FREQUENCY_STEM_POOL`].
+    #[serde(default = "default_stem_pool")]
+    pub stem_pool: usize,
 }
 
 impl NetConfig {
@@ -108,6 +121,7 @@ impl NetConfig {
             n_labels,
             pooling: Pooling::Mean,
             frequency_stem: 0,
+            stem_pool: FREQUENCY_STEM_POOL,
         }
     }
 
@@ -117,10 +131,15 @@ impl NetConfig {
         self.n_features.saturating_sub(2)
     }
 
-    /// Rows the frequency stem hands its projection: the pooling keeps a
-    /// quarter of its convolution's.
+    /// Rows the frequency stem hands its projection: one per pooling span
+    /// that fits (a quarter of its convolution's with the default spans).
     fn stem_rows(&self) -> usize {
-        self.stem_conv_rows() / FREQUENCY_STEM_POOL
+        let (rows, span) = (self.stem_conv_rows(), self.stem_pool.max(1));
+        if rows < span {
+            0
+        } else {
+            (rows - span) / FREQUENCY_STEM_STRIDE + 1
+        }
     }
 
     /// Multiply-adds of one forward pass over `n_frames` frames (convolutions
@@ -159,7 +178,7 @@ impl NetConfig {
         assert!(
             self.frequency_stem == 0 || self.stem_rows() > 0,
             "a frequency stem needs at least {} feature rows",
-            2 + FREQUENCY_STEM_POOL
+            2 + self.stem_pool
         );
         let pad = self.kernel / 2;
         let stem = (self.frequency_stem > 0).then(|| FrequencyStem {
@@ -168,7 +187,9 @@ impl NetConfig {
                 .with_bias(false)
                 .init(device),
             norm: BatchNormConfig::new(self.frequency_stem).init(device),
-            pool: MaxPool2dConfig::new([FREQUENCY_STEM_POOL, 1]).init(),
+            pool: MaxPool2dConfig::new([self.stem_pool.max(1), 1])
+                .with_strides([FREQUENCY_STEM_STRIDE, 1])
+                .init(),
             // Added to the first block's convolution before its BN, so like
             // it without a bias.
             project: Conv2dConfig::new(
@@ -541,20 +562,30 @@ mod tests {
     use super::*;
 
     /// The stem's detectors are the same in every band: a spectral pattern
-    /// moved up by one pooling span gives the same pooled map moved up by
+    /// moved up by one pooling stride gives the same pooled map moved up by
     /// one row (the first block's per-band convolution alone could not do
-    /// this), and the stem's cost is counted.
+    /// this), with the default spans and with wider, overlapping ones; and
+    /// the stem's cost is counted.
     #[test]
     fn frequency_stem_moves_with_the_spectrum_and_is_counted() {
+        let rows = 30;
+        // 28 convolved rows: 7 spans of 4, or 6 spans of 8 starting every 4.
+        for (span, pooled_rows) in [(FREQUENCY_STEM_POOL, 7), (8, 6)] {
+            let config = NetConfig {
+                channels: vec![8, 8],
+                frequency_stem: 3,
+                stem_pool: span,
+                ..NetConfig::new(rows, 4)
+            };
+            check_stem_moves_with_the_spectrum(&config, pooled_rows);
+        }
+    }
+
+    fn check_stem_moves_with_the_spectrum(config: &NetConfig, pooled_rows: usize) {
         let device = Device::flex();
         device.seed(5);
-        let rows = 30;
+        let rows = config.n_features;
         let frames = 12;
-        let config = NetConfig {
-            channels: vec![8, 8],
-            frequency_stem: 3,
-            ..NetConfig::new(rows, 4)
-        };
         let net = config.init(&device).valid();
         let stem = net.stem.as_ref().expect("a stem was asked for");
         let image = |low: usize| {
@@ -571,9 +602,9 @@ mod tests {
             Tensor::<4>::from_data(TensorData::new(data, [1, 1, rows, frames]), &device)
         };
         let low = stem.detect(image(8));
-        let high = stem.detect(image(8 + FREQUENCY_STEM_POOL));
-        let pooled_rows = (rows - 2) / FREQUENCY_STEM_POOL;
+        let high = stem.detect(image(8 + FREQUENCY_STEM_STRIDE));
         assert_eq!(low.dims(), [1, 3, pooled_rows, frames]);
+        assert_eq!(config.stem_rows(), pooled_rows);
         let moved = high.slice([0..1, 0..3, 1..pooled_rows, 0..frames]);
         let kept = low
             .clone()

@@ -16,7 +16,9 @@ use seremotion_core::model::ModelMetadata;
 use seremotion_core::model::writer::embed_metadata;
 
 use crate::corpus::{self, Clip, LABELS};
-use crate::net::{EmotionCnn, Ensemble, NetConfig, Pooling};
+use crate::net::{
+    EmotionCnn, Ensemble, FREQUENCY_STEM_POOL, FREQUENCY_STEM_STRIDE, NetConfig, Pooling,
+};
 use crate::split::{self, SplitConfig};
 use crate::train::{
     self, ClipFeatures, CorpusShares, Distillation, SpecMasks, Teacher, TrainConfig, TrainOutcome,
@@ -61,6 +63,8 @@ pub struct TrainOptions {
     /// Stem channels of each ensemble member in turn, for an ensemble of
     /// unlike networks (empty: every member has `frequency_stem`).
     pub member_stems: Vec<usize>,
+    /// Rows each of the stem's max pooling spans covers (`NetConfig::stem_pool`).
+    pub stem_pool: usize,
     /// Upper edge of the mel filterbank in Hz (default: the trainer's
     /// feature configuration).
     pub fmax: Option<f32>,
@@ -146,6 +150,7 @@ impl Default for TrainOptions {
             // for three quarters of their multiply-adds.
             frequency_stem: 8,
             member_stems: Vec::new(),
+            stem_pool: FREQUENCY_STEM_POOL,
             fmax: None,
             fmin: None,
             // Chosen over three speaker splits: +4.5 points UA on RAVDESS
@@ -200,6 +205,7 @@ impl TrainOptions {
             channels: self.channels.clone(),
             pooling: self.pooling,
             frequency_stem: self.frequency_stem,
+            stem_pool: self.stem_pool,
             ..NetConfig::new(n_features, LABELS.len())
         }
     }
@@ -224,6 +230,14 @@ impl TrainOptions {
                  member (e.g. --ensemble 2 --member-stems 8,0)",
                 self.member_stems.len(),
                 self.ensemble
+            );
+        }
+        if self.stem_pool < FREQUENCY_STEM_STRIDE {
+            bail!(
+                "--stem-pool {} is narrower than the {FREQUENCY_STEM_STRIDE} rows between the \
+                 starts of the stem's pooling spans: rows between them would never be seen; \
+                 give {FREQUENCY_STEM_STRIDE} or more",
+                self.stem_pool
             );
         }
         Ok(())
@@ -1337,6 +1351,19 @@ pub fn render_report(t: &Value, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pooling spans narrower than their stride would leave rows unseen.
+    #[test]
+    fn stem_pools_narrower_than_their_stride_are_refused() {
+        let pooled = |stem_pool| TrainOptions {
+            stem_pool,
+            ..TrainOptions::default()
+        };
+        let refused = pooled(2).check().expect_err("2 rows every 4 skip rows");
+        assert!(refused.to_string().contains("--stem-pool 2"), "{refused}");
+        assert!(pooled(FREQUENCY_STEM_POOL).check().is_ok());
+        assert!(pooled(8).check().is_ok());
+    }
 
     /// Training clips shorter than a window are padded whether or not
     /// augmented copies are asked for (`--copies 0` trains), clips to score

@@ -140,18 +140,23 @@ fn statistics_pooling_sees_spread_that_the_mean_does_not() {
 #[test]
 fn frequency_stem_matches_onnx_runtime() {
     let device = Device::flex();
-    let stemmed = |seed: u64| {
+    let stemmed_pooling = |seed: u64, stem_pool: usize| {
         device.seed(seed);
         NetConfig {
             channels: vec![16, 24, 32],
             frequency_stem: 4,
+            stem_pool,
             ..NetConfig::new(FeatureConfig::default_model().n_features(), 4)
         }
         .init(&device)
         .valid()
     };
+    let stemmed = |seed: u64| stemmed_pooling(seed, 4);
     let model = stemmed(8);
     assert_parity(&Ensemble::new(vec![model.clone()]), |x| model.forward(x));
+    // Overlapping pooling spans (`--stem-pool 8`), fused as a pair.
+    let wide = Ensemble::new(vec![stemmed_pooling(8, 8), stemmed_pooling(9, 8)]);
+    assert_parity(&wide, |x| wide.forward(x));
     let pair = Ensemble::new(vec![stemmed(8), stemmed(9)]);
     assert_parity(&pair, |x| pair.forward(x));
     // Unlike members (`--member-stems 4,0`): one graph, two shapes of network.
