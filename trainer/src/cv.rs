@@ -832,11 +832,16 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
             )
         }
     );
+    let widths = if t.dilations.is_empty() {
+        format!("{:?}", t.channels)
+    } else {
+        format!("{:?} (time dilations {:?})", t.channels, t.dilations)
+    };
     let _ = writeln!(
         s,
         "Settings: seed {}, at most {} epochs, {} windows an epoch, {} augmented copies, \
          validation through the phone too: {}, on speaker streams too: {}, training lines {}; \
-         mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {:?}, frequency stem channels {}, {} \
+         mel bands {:.0}-{:.0} Hz, pitch rows: {}; convolution widths {}, frequency stem channels {}, {} \
          pooling over time; {} network(s) a partition{}{}. {:.0} s in all.\n",
         t.seed,
         t.epochs,
@@ -852,7 +857,7 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         front.fmin,
         front.fmax,
         t.append_pitch,
-        t.channels,
+        widths,
         stem,
         t.pooling.describe(),
         t.ensemble,
@@ -1133,6 +1138,7 @@ fn differences(at: &str, theirs: &Value, ours: &Value) -> Vec<String> {
         // it existed (new switches keep older recipes bit for bit); so was a
         // setting added since at the value it had before it existed.
         (Value::Null, Value::Bool(false)) => Vec::new(),
+        (Value::Null, Value::Array(list)) if list.is_empty() => Vec::new(),
         (Value::Null, _) if at == "train.stem_pool" && *ours == json!(FREQUENCY_STEM_POOL) => {
             Vec::new()
         }
@@ -1208,6 +1214,7 @@ fn write_outputs(o: &CvOptions, clips: &[Clip], results: &[FoldResult], run: &Ru
         "frequency_stem": o.train.frequency_stem,
         "member_stems": o.train.member_stems,
         "stem_pool": o.train.stem_pool,
+        "dilations": o.train.dilations,
         "varied_phone_lines": o.train.varied_phone_lines,
         "formant_warp": o.train.formant_warp,
         "room_reverb": o.train.room_reverb,
@@ -1263,6 +1270,8 @@ mod tests {
         // A setting added since, at the value every earlier run had.
         let pooled = |span: usize| json!({"train": {"seed": 7, "stem_pool": span}});
         assert!(differences("", &before, &pooled(FREQUENCY_STEM_POOL)).is_empty());
+        let dilated = json!({"train": {"seed": 7, "dilations": []}});
+        assert!(differences("", &before, &dilated).is_empty());
         assert_eq!(
             differences("", &before, &pooled(8)),
             vec!["train.stem_pool was null, now 8".to_string()]
@@ -1479,12 +1488,17 @@ mod tests {
             mixup_alpha: 0.2,
             formant_warp: true,
             stem_pool: 8,
+            dilations: vec![1, 1, 2, 2],
             ..TrainOptions::default()
         };
         let with = render_markdown(&json!([]), &options(on), 1.0);
         assert!(with.contains("weight ~ Beta(0.2, 0.2)"), "{with}");
         assert!(
             with.contains("frequency stem channels 8 (max over 8 rows every 4)"),
+            "{with}"
+        );
+        assert!(
+            with.contains("[48, 64, 80, 96] (time dilations [1, 1, 2, 2])"),
             "{with}"
         );
         assert!(
@@ -1500,7 +1514,7 @@ mod tests {
         let with = render_markdown(&json!([]), &options(adversary), 1.0);
         assert!(with.contains("strength ramping up to 0.3)"), "{with}");
         let without = render_markdown(&json!([]), &options(TrainOptions::default()), 1.0);
-        for absent in ["mixup", "formants", "adversary", "max over"] {
+        for absent in ["mixup", "formants", "adversary", "max over", "dilations"] {
             assert!(!without.contains(absent), "{absent}: {without}");
         }
     }

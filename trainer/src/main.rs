@@ -170,6 +170,10 @@ struct Recipe {
     /// further and still meet the same span.
     #[arg(long, value_name = "ROWS", default_value_t = DEFAULTS.stem_pool)]
     stem_pool: usize,
+    /// Time dilation of each block's convolution in turn (e.g. 1,1,2,2: the
+    /// last two blocks hear twice as far for the same cost); default all 1.
+    #[arg(long, value_delimiter = ',', value_name = "D")]
+    dilations: Vec<usize>,
     /// Pitch and harmonicity rows (subharmonic summation) on every frame.
     #[arg(long, value_name = "BOOL", default_value_t = DEFAULTS.append_pitch, action = clap::ArgAction::Set)]
     pitch: bool,
@@ -283,6 +287,7 @@ impl Recipe {
             pooling: self.pooling,
             frequency_stem: self.frequency_stem,
             stem_pool: self.stem_pool,
+            dilations: self.dilations.clone(),
             member_stems: self.member_stems.clone(),
             fmin: self.fmin,
             fmax: self.fmax,

@@ -109,6 +109,12 @@ pub struct NetConfig {
     /// existed: those stems pooled [`FREQUENCY_STEM_POOL`].
     #[serde(default = "default_stem_pool")]
     pub stem_pool: usize,
+    /// Time dilation of each block's convolution in turn (missing ones: 1):
+    /// a dilated block hears a longer stretch of the window (a syllable's
+    /// contour rather than a phone's) for the same multiply-adds. Empty in
+    /// reports written before it existed.
+    #[serde(default)]
+    pub dilations: Vec<usize>,
 }
 
 impl NetConfig {
@@ -122,7 +128,13 @@ impl NetConfig {
             pooling: Pooling::Mean,
             frequency_stem: 0,
             stem_pool: FREQUENCY_STEM_POOL,
+            dilations: Vec::new(),
         }
+    }
+
+    /// Time dilation of block `i`'s convolution.
+    fn dilation(&self, i: usize) -> usize {
+        self.dilations.get(i).copied().unwrap_or(1).max(1)
     }
 
     /// Rows out of the frequency stem's 3x3 convolution: `n_features - 2`
@@ -180,7 +192,6 @@ impl NetConfig {
             "a frequency stem needs at least {} feature rows",
             2 + self.stem_pool
         );
-        let pad = self.kernel / 2;
         let stem = (self.frequency_stem > 0).then(|| FrequencyStem {
             conv: Conv2dConfig::new([1, self.frequency_stem], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(0, 1, 0, 1))
@@ -201,9 +212,13 @@ impl NetConfig {
         });
         let mut blocks = Vec::with_capacity(self.channels.len());
         let mut c_in = self.n_features;
-        for &c_out in &self.channels {
+        for (i, &c_out) in self.channels.iter().enumerate() {
+            let dilation = self.dilation(i);
+            // Same length out as in: the kernel's reach on either side.
+            let pad = dilation * (self.kernel / 2);
             blocks.push(ConvBlock {
                 conv: Conv2dConfig::new([c_in, c_out], [1, self.kernel])
+                    .with_dilation([1, dilation])
                     .with_padding(PaddingConfig2d::Explicit(0, pad, 0, pad))
                     // BN follows: a conv bias would be redundant.
                     .with_bias(false)
@@ -627,6 +642,37 @@ mod tests {
             config.macs(frames) - plain.macs(frames),
             3 * (9 * (rows - 2) + pooled_rows * 8) * frames
         );
+    }
+
+    /// A dilated block reaches twice as far for the same kernel and keeps the
+    /// window's length: an impulse comes out at the frames `dilation` apart.
+    #[test]
+    fn a_dilated_block_reaches_further_and_keeps_the_length() {
+        let device = Device::flex();
+        device.seed(3);
+        let (rows, frames) = (5, 20);
+        let config = NetConfig {
+            channels: vec![3, 3],
+            dilations: vec![2],
+            ..NetConfig::new(rows, 4)
+        };
+        let net = config.init(&device).valid();
+        let mut data = vec![0.0f32; rows * frames];
+        for r in 0..rows {
+            data[r * frames + 10] = 1.0;
+        }
+        let impulse = Tensor::<4>::from_data(TensorData::new(data, [1, rows, 1, frames]), &device);
+        let out = net.blocks[0].conv.forward(impulse);
+        assert_eq!(out.dims(), [1, 3, 1, frames]);
+        let energy = out
+            .abs()
+            .sum_dim(1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
+        let reached: Vec<usize> = (0..frames).filter(|&t| energy[t] > 1e-6).collect();
+        assert_eq!(reached, [8, 10, 12]);
+        assert_eq!(config.dilation(1), 1, "blocks not named keep dilation 1");
     }
 
     /// A network whose batch normalisations carry statistics and scales of

@@ -65,6 +65,8 @@ pub struct TrainOptions {
     pub member_stems: Vec<usize>,
     /// Rows each of the stem's max pooling spans covers (`NetConfig::stem_pool`).
     pub stem_pool: usize,
+    /// Time dilation of each block's convolution (`NetConfig::dilations`).
+    pub dilations: Vec<usize>,
     /// Upper edge of the mel filterbank in Hz (default: the trainer's
     /// feature configuration).
     pub fmax: Option<f32>,
@@ -151,6 +153,7 @@ impl Default for TrainOptions {
             frequency_stem: 8,
             member_stems: Vec::new(),
             stem_pool: FREQUENCY_STEM_POOL,
+            dilations: Vec::new(),
             fmax: None,
             fmin: None,
             // Chosen over three speaker splits: +4.5 points UA on RAVDESS
@@ -206,6 +209,7 @@ impl TrainOptions {
             pooling: self.pooling,
             frequency_stem: self.frequency_stem,
             stem_pool: self.stem_pool,
+            dilations: self.dilations.clone(),
             ..NetConfig::new(n_features, LABELS.len())
         }
     }
@@ -238,6 +242,13 @@ impl TrainOptions {
                  starts of the stem's pooling spans: rows between them would never be seen; \
                  give {FREQUENCY_STEM_STRIDE} or more",
                 self.stem_pool
+            );
+        }
+        if self.dilations.len() > self.channels.len() || self.dilations.contains(&0) {
+            bail!(
+                "--dilations {:?}: give at most one dilation of 1 or more a block ({} blocks)",
+                self.dilations,
+                self.channels.len()
             );
         }
         Ok(())
@@ -1363,6 +1374,22 @@ mod tests {
         assert!(refused.to_string().contains("--stem-pool 2"), "{refused}");
         assert!(pooled(FREQUENCY_STEM_POOL).check().is_ok());
         assert!(pooled(8).check().is_ok());
+    }
+
+    #[test]
+    fn dilations_of_zero_or_beyond_the_blocks_are_refused() {
+        let dilated = |dilations: Vec<usize>| TrainOptions {
+            dilations,
+            ..TrainOptions::default()
+        };
+        for bad in [vec![1, 0], vec![1, 1, 2, 2, 2]] {
+            let refused = dilated(bad.clone()).check().expect_err("refused");
+            assert!(
+                refused.to_string().contains("--dilations"),
+                "{bad:?}: {refused}"
+            );
+        }
+        assert!(dilated(vec![1, 1, 2, 2]).check().is_ok());
     }
 
     /// Training clips shorter than a window are padded whether or not

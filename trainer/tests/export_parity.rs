@@ -157,6 +157,20 @@ fn frequency_stem_matches_onnx_runtime() {
     // Overlapping pooling spans (`--stem-pool 8`), fused as a pair.
     let wide = Ensemble::new(vec![stemmed_pooling(8, 8), stemmed_pooling(9, 8)]);
     assert_parity(&wide, |x| wide.forward(x));
+    // Dilated blocks (`--dilations 1,2,2`), fused as a pair.
+    let dilated = |seed: u64| {
+        device.seed(seed);
+        NetConfig {
+            channels: vec![16, 24, 32],
+            frequency_stem: 4,
+            dilations: vec![1, 2, 2],
+            ..NetConfig::new(FeatureConfig::default_model().n_features(), 4)
+        }
+        .init(&device)
+        .valid()
+    };
+    let pair = Ensemble::new(vec![dilated(8), dilated(9)]);
+    assert_parity(&pair, |x| pair.forward(x));
     let pair = Ensemble::new(vec![stemmed(8), stemmed(9)]);
     assert_parity(&pair, |x| pair.forward(x));
     // Unlike members (`--member-stems 4,0`): one graph, two shapes of network.
