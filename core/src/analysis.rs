@@ -151,29 +151,40 @@ pub fn clip_windows(n_frames: usize, window: usize, hop: usize) -> Vec<(usize, u
     out
 }
 
+/// What the stream knows about a window beyond its frames, for the
+/// normalisations that use it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WindowContext<'a> {
+    /// The stream's voice baseline (see [`features::window_tensor_from`];
+    /// empty for the model's prior).
+    pub baseline: &'a [f32],
+    /// Which of the window's frames are speech (see
+    /// [`features::window_tensor_masked`]; empty for all).
+    pub speech: &'a [bool],
+}
+
 /// The model's input for one window: `frames` (frame-major, `n_frames`
 /// frames) normalised into channels-first `out` of `model_frames` frames,
-/// zero padded after normalisation when the window is shorter. `baseline` is
-/// the stream's voice baseline (see [`features::window_tensor_from`]; empty
-/// for the model's prior). `packed` is scratch of at least
-/// `n_features * n_frames` values.
+/// zero padded after normalisation when the window is shorter. `packed` is
+/// scratch of at least `n_features * n_frames` values.
 pub fn window_input(
     cfg: &features::FeatureConfig,
     frames: &[f32],
     n_frames: usize,
     model_frames: usize,
-    baseline: &[f32],
+    context: WindowContext<'_>,
     packed: &mut [f32],
     out: &mut [f32],
 ) {
+    let WindowContext { baseline, speech } = context;
     let nf = cfg.n_features();
     let out = &mut out[..nf * model_frames];
     if model_frames == n_frames {
-        features::window_tensor_from(cfg, frames, n_frames, baseline, out);
+        features::window_tensor_masked(cfg, frames, n_frames, baseline, speech, out);
         return;
     }
     let packed = &mut packed[..nf * n_frames];
-    features::window_tensor_from(cfg, frames, n_frames, baseline, packed);
+    features::window_tensor_masked(cfg, frames, n_frames, baseline, speech, packed);
     out.fill(0.0);
     for (dst, src) in out
         .chunks_exact_mut(model_frames)
@@ -417,7 +428,10 @@ impl EmotionAnalyzer {
             window,
             n_frames,
             model_frames,
-            &self.baseline_now,
+            WindowContext {
+                baseline: &self.baseline_now,
+                speech: &self.speech_mask,
+            },
             &mut self.packed,
             &mut self.tensor,
         );

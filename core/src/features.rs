@@ -87,6 +87,12 @@ pub enum WindowNormalization {
     /// Speaker, microphone and line (constant per call) go; how loud and
     /// bright this moment is *for this voice* (the arousal cue) stays.
     SubtractStreamMean,
+    /// [`SubtractMean`](Self::SubtractMean) over the window's speech frames
+    /// only (all of them when none is speech): pauses, whose level is the
+    /// room's or the line's noise floor, no longer pull the mean, so the
+    /// same speech comes out the same whatever the floor and however much
+    /// of the window is pause.
+    SubtractSpeechMean,
 }
 
 /// Feature configuration, serialised into the model metadata
@@ -1411,7 +1417,30 @@ pub fn window_tensor_from(
     baseline: &[f32],
     out: &mut [f32],
 ) {
+    window_tensor_masked(cfg, frames, n_frames, baseline, &[], out);
+}
+
+/// [`window_tensor_from`] that knows which of the window's frames are speech
+/// (`speech[t]`, from the speech decision; used only by
+/// [`WindowNormalization::SubtractSpeechMean`], where an empty or all-false
+/// mask means every frame).
+///
+/// # Panics
+/// As [`window_tensor_from`], or if a non-empty `speech` is not `n_frames`
+/// long (caller bug).
+pub fn window_tensor_masked(
+    cfg: &FeatureConfig,
+    frames: &[f32],
+    n_frames: usize,
+    baseline: &[f32],
+    speech: &[bool],
+    out: &mut [f32],
+) {
     let nf = cfg.n_features();
+    assert!(
+        speech.is_empty() || speech.len() == n_frames,
+        "speech mask must be empty or n_frames long"
+    );
     let baseline = if baseline.is_empty() {
         &cfg.stream_prior
     } else {
@@ -1430,6 +1459,9 @@ pub fn window_tensor_from(
     if n_frames == 0 {
         return;
     }
+    let speech_frames = speech.iter().filter(|&&s| s).count();
+    let only_speech =
+        cfg.normalization == WindowNormalization::SubtractSpeechMean && speech_frames > 0;
     let gain_shift = match cfg.normalization {
         WindowNormalization::SubtractGain => window_level_shifts(cfg, frames, n_frames),
         _ => Vec::new(),
@@ -1448,6 +1480,21 @@ pub fn window_tensor_from(
             WindowNormalization::SubtractGain => {
                 let shift = gain_shift[f];
                 row.iter_mut().for_each(|x| *x -= shift);
+            }
+            WindowNormalization::SubtractSpeechMean => {
+                let mean = if only_speech {
+                    let sum: f64 = row
+                        .iter()
+                        .zip(speech)
+                        .filter(|(_, s)| **s)
+                        .map(|(&x, _)| f64::from(x))
+                        .sum();
+                    sum / speech_frames as f64
+                } else {
+                    row.iter().map(|&x| f64::from(x)).sum::<f64>() / n_frames as f64
+                };
+                let mean = mean as f32;
+                row.iter_mut().for_each(|x| *x -= mean);
             }
             WindowNormalization::SubtractStreamMean => {
                 // A config that passed `validate` has a prior for every row.
@@ -1765,6 +1812,67 @@ mod tests {
         for (p, q) in ta.iter().zip(&tb) {
             assert!((p - q).abs() < 1e-3, "{p} vs {q}");
         }
+    }
+
+    /// The speech mean leaves pauses out: the speech frames come out the same
+    /// whatever the floor between them, with mean 0 per row; without a mask,
+    /// or with no speech frame, it is the window mean.
+    #[test]
+    fn the_speech_mean_ignores_the_pauses_floor() {
+        let cfg = FeatureConfig {
+            normalization: WindowNormalization::SubtractSpeechMean,
+            mean: Vec::new(),
+            std: Vec::new(),
+            ..FeatureConfig::default_model()
+        };
+        let nf = cfg.n_features();
+        let speech = [false, true, true, false, true, false];
+        let n = speech.len();
+        let frames = |floor: f32| -> Vec<f32> {
+            (0..n * nf)
+                .map(|i| {
+                    let (t, f) = (i / nf, i % nf);
+                    if speech[t] {
+                        10.0 + f as f32 * 0.5 + (t * t) as f32
+                    } else {
+                        floor
+                    }
+                })
+                .collect()
+        };
+        let normalised = |floor: f32, mask: &[bool], cfg: &FeatureConfig| {
+            let mut out = vec![0f32; n * nf];
+            window_tensor_masked(cfg, &frames(floor), n, &[], mask, &mut out);
+            out
+        };
+        let (quiet, noisy) = (
+            normalised(-80.0, &speech, &cfg),
+            normalised(-30.0, &speech, &cfg),
+        );
+        for f in 0..nf {
+            let row = |w: &[f32], t: usize| w[f * n + t];
+            let spoken: Vec<usize> = (0..n).filter(|&t| speech[t]).collect();
+            for &t in &spoken {
+                assert!(
+                    (row(&quiet, t) - row(&noisy, t)).abs() < 1e-4,
+                    "row {f} frame {t}"
+                );
+            }
+            let mean = spoken.iter().map(|&t| row(&quiet, t)).sum::<f32>() / spoken.len() as f32;
+            assert!(mean.abs() < 1e-4, "row {f}: speech mean {mean}");
+            assert!(
+                row(&quiet, 0) < -50.0,
+                "the pause stays far below the speech"
+            );
+        }
+        let window_mean = FeatureConfig {
+            normalization: WindowNormalization::SubtractMean,
+            ..cfg.clone()
+        };
+        let plain = normalised(-80.0, &[], &window_mean);
+        assert_eq!(normalised(-80.0, &[], &cfg), plain);
+        assert_eq!(normalised(-80.0, &[false; 6], &cfg), plain);
+        assert_ne!(quiet, plain);
     }
 
     /// Channels-first window of the first `n` frames of `x` under `norm`.

@@ -278,6 +278,7 @@ pub fn recipe_name(n: WindowNormalization) -> &'static str {
         WindowNormalization::SubtractMean => "per-band window mean removed",
         WindowNormalization::SubtractGain => "window gain removed",
         WindowNormalization::SubtractStreamMean => "voice baseline removed (per stream)",
+        WindowNormalization::SubtractSpeechMean => "per-band mean of the window's speech removed",
     }
 }
 

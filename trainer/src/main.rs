@@ -74,6 +74,9 @@ enum Normalization {
     /// Each band's mean over the stream's speech so far (the voice, its
     /// microphone and line) removed, starting from the training voices' mean.
     SubtractStreamMean,
+    /// Each band's mean over the window's speech frames removed (pauses, at
+    /// the room's or line's noise floor, left out of the mean).
+    SubtractSpeechMean,
 }
 
 impl From<WindowNormalization> for Normalization {
@@ -83,6 +86,7 @@ impl From<WindowNormalization> for Normalization {
             WindowNormalization::SubtractMean => Normalization::SubtractMean,
             WindowNormalization::SubtractGain => Normalization::SubtractGain,
             WindowNormalization::SubtractStreamMean => Normalization::SubtractStreamMean,
+            WindowNormalization::SubtractSpeechMean => Normalization::SubtractSpeechMean,
         }
     }
 }
@@ -104,6 +108,7 @@ impl From<Normalization> for WindowNormalization {
             Normalization::SubtractMean => WindowNormalization::SubtractMean,
             Normalization::SubtractGain => WindowNormalization::SubtractGain,
             Normalization::SubtractStreamMean => WindowNormalization::SubtractStreamMean,
+            Normalization::SubtractSpeechMean => WindowNormalization::SubtractSpeechMean,
         }
     }
 }

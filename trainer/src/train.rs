@@ -27,7 +27,7 @@ use rand_distr::weighted::WeightedAliasIndex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use seremotion_core::analysis::{
-    self, DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES,
+    self, DEFAULT_MIN_SPEECH_RATIO, DEFAULT_SPEECH_THRESHOLD_DB, MIN_MODEL_FRAMES, WindowContext,
 };
 use seremotion_core::features::{self, FeatureConfig, StreamBaseline, WindowNormalization};
 use seremotion_core::model;
@@ -166,6 +166,32 @@ pub struct TrainOutcome {
     pub history: Vec<EpochLog>,
 }
 
+/// Which frames of `u`'s window `start..start + n` are speech, judged as
+/// the element judges them (the seconds before the window included), into
+/// `mask`; left empty (every frame counts) unless `cfg`'s normalisation
+/// asks for it, so other recipes do no extra work.
+fn window_speech(
+    cfg: &FeatureConfig,
+    u: &Utterance,
+    start: usize,
+    n: usize,
+    scratch: &mut Vec<f32>,
+    mask: &mut Vec<bool>,
+) {
+    mask.clear();
+    if cfg.normalization == WindowNormalization::SubtractSpeechMean {
+        speech::window_speech_mask(
+            &u.levels,
+            start,
+            n,
+            speech::history_frames(cfg),
+            DEFAULT_SPEECH_THRESHOLD_DB,
+            scratch,
+            mask,
+        );
+    }
+}
+
 /// Global per-row mean and standard deviation of windows after the window
 /// normalisation, over the clean training renditions: these become
 /// `FeatureConfig::mean`/`std` so the network sees unit-scale inputs.
@@ -186,6 +212,7 @@ pub fn feature_stats(
     // the baseline a call settles on.
     let voices = speaker_voices(clips, nf);
     let mut baseline = vec![0f32; nf];
+    let (mut scratch, mut speech) = (Vec::new(), Vec::new());
     for clip in clips {
         let u = &clip.versions[0];
         if cfg.normalization == WindowNormalization::SubtractStreamMean {
@@ -202,11 +229,13 @@ pub fn feature_stats(
                 break;
             }
             buf.resize(n * nf, 0.0);
-            features::window_tensor_from(
+            window_speech(&plain, u, start, n, &mut scratch, &mut speech);
+            features::window_tensor_masked(
                 &plain,
                 &u.frames[start * nf..(start + n) * nf],
                 n,
                 &baseline,
+                &speech,
                 &mut buf,
             );
             for (f, row) in buf.chunks_exact(n).enumerate() {
@@ -510,6 +539,7 @@ pub fn clip_window_logits(
     let model = model.valid().to_device(&device);
     let nf = cfg.n_features();
     let stream_mean = cfg.normalization == WindowNormalization::SubtractStreamMean;
+    let speech_mean = cfg.normalization == WindowNormalization::SubtractSpeechMean;
     let mut packed = vec![0f32; nf * window.max(MIN_MODEL_FRAMES)];
     let history = speech::history_frames(cfg);
     let mut scratch = Vec::new();
@@ -526,7 +556,8 @@ pub fn clip_window_logits(
         };
         // Windows in stream order; the baseline learns each frame once.
         let mut learnt_until = 0;
-        let mut chosen: Vec<(usize, usize, Vec<f32>)> = Vec::new();
+        // Start, length, baseline and speech mask of each window to score.
+        let mut chosen: Vec<(usize, usize, Vec<f32>, Vec<bool>)> = Vec::new();
         for (s, n) in analysis::clip_windows(u.n_frames, window, hop) {
             let speech = speech::window_speech_mask(
                 &u.levels,
@@ -555,6 +586,11 @@ pub fn clip_window_logits(
                     } else {
                         Vec::new()
                     },
+                    if speech_mean {
+                        mask.clone()
+                    } else {
+                        Vec::new()
+                    },
                 ));
             }
         }
@@ -575,7 +611,11 @@ pub fn clip_window_logits(
             for (&i, out) in group.iter().zip(input.chunks_exact_mut(nf * model_frames)) {
                 let w = &chosen[i];
                 let frames = &u.frames[w.0 * nf..(w.0 + w.1) * nf];
-                analysis::window_input(cfg, frames, w.1, model_frames, &w.2, &mut packed, out);
+                let context = WindowContext {
+                    baseline: &w.2,
+                    speech: &w.3,
+                };
+                analysis::window_input(cfg, frames, w.1, model_frames, context, &mut packed, out);
             }
             let x = Tensor::<3>::from_data(
                 TensorData::new(input, [group.len(), nf, model_frames]),
@@ -871,6 +911,7 @@ pub fn train_with_teacher(
     let stream_mean = features.normalization == WindowNormalization::SubtractStreamMean;
     let voice_history = stream_mean.then(|| VoiceHistory::new(features, train));
     let mut baseline = vec![0f32; nf];
+    let (mut scratch, mut speech) = (Vec::new(), Vec::new());
     let min_len = (cfg.window_frames / 3)
         .max(MIN_MODEL_FRAMES)
         .min(cfg.window_frames);
@@ -904,13 +945,17 @@ pub fn train_with_teacher(
                     let end = start + len;
                     history.baseline(train, (index, version), end, &mut rng, &mut baseline);
                 }
+                window_speech(features, u, start, len, &mut scratch, &mut speech);
                 // Same length in and out: no padding, so no packing scratch.
                 analysis::window_input(
                     features,
                     &u.frames[start * nf..(start + len) * nf],
                     len,
                     len,
-                    &baseline,
+                    WindowContext {
+                        baseline: &baseline,
+                        speech: &speech,
+                    },
                     &mut [],
                     out,
                 );

@@ -245,6 +245,7 @@ fn every_window_normalisation_round_trips_through_the_model_file() {
         WindowNormalization::SubtractMean,
         WindowNormalization::SubtractGain,
         WindowNormalization::SubtractStreamMean,
+        WindowNormalization::SubtractSpeechMean,
     ] {
         let mut features = FeatureConfig::default_model();
         features.normalization = normalization;
@@ -407,6 +408,35 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
         })
         .fold(0f32, f32::max);
     assert!(moved > 1e-3, "the history moved no score ({moved})");
+}
+
+/// With the window's speech mean removed, the trainer (burn, the speech mask
+/// judged from the clip's levels) and the element (ONNX Runtime, the mask
+/// from its streaming speech detector) hear the same windows the same way;
+/// and the pauses between the bursts are left out of the mean (the scores
+/// are not those of the window mean).
+#[test]
+fn trainer_predictions_are_the_elements_with_the_speech_mean_removed() {
+    use seremotion_core::features::WindowNormalization;
+
+    let network = Ensemble::new(vec![small_network(23)]);
+    let mut features = FeatureConfig::default_model();
+    features.mean = vec![0.0; features.n_features()];
+    features.std = vec![5.0; features.n_features()];
+    features.normalization = WindowNormalization::SubtractSpeechMean;
+    let (_, speech_mean) = assert_clip_parity(&network, &features);
+    features.normalization = WindowNormalization::SubtractMean;
+    let (_, window_mean) = assert_clip_parity(&network, &features);
+    let moved = speech_mean
+        .iter()
+        .zip(&window_mean)
+        .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        moved > 1e-3,
+        "leaving the pauses out moved no score ({moved})"
+    );
 }
 
 /// Pitch rows and statistics pooling: the element computes the same pitch
