@@ -288,6 +288,16 @@ fn burst_clips() -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The largest difference between two scorings of the same clips (clips
+/// either left without a speech window are skipped).
+fn largest_score_gap(a: &[Option<Vec<f32>>], b: &[Option<Vec<f32>>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .filter_map(|(x, y)| Some((x.as_ref()?, y.as_ref()?)))
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0f32, f32::max)
+}
+
 /// Scores [`burst_clips`] clip by clip with the trainer (`clip_scores`,
 /// burn) and with the element's path (`classify_clip`, ONNX Runtime), checks
 /// they agree within 1e-4, and returns the clips' features and the trainer's
@@ -395,18 +405,7 @@ fn trainer_predictions_are_the_elements_with_a_voice_baseline() {
         true,
     );
     assert_eq!(streamed[0], trainer[0], "the first clip has no history");
-    let moved = streamed
-        .iter()
-        .zip(&trainer)
-        .skip(1)
-        .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max)
-        })
-        .fold(0f32, f32::max);
+    let moved = largest_score_gap(&streamed[1..], &trainer[1..]);
     assert!(moved > 1e-3, "the history moved no score ({moved})");
 }
 
@@ -427,12 +426,7 @@ fn trainer_predictions_are_the_elements_with_the_speech_mean_removed() {
     let (_, speech_mean) = assert_clip_parity(&network, &features);
     features.normalization = WindowNormalization::SubtractMean;
     let (_, window_mean) = assert_clip_parity(&network, &features);
-    let moved = speech_mean
-        .iter()
-        .zip(&window_mean)
-        .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
-        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
-        .fold(0f32, f32::max);
+    let moved = largest_score_gap(&speech_mean, &window_mean);
     assert!(
         moved > 1e-3,
         "leaving the pauses out moved no score ({moved})"
@@ -497,12 +491,7 @@ fn trainer_scores_an_ensemble_as_the_element_runs_its_export() {
         assert_clip_parity(&Ensemble::new(vec![a.clone(), b.clone()]), &features);
     let hop_frames = seconds_to_frames(DEFAULT_INTERVAL, features.frame_rate());
     let alone = clip_scores(&a, &features, &clips, 99, hop_frames, 4, false);
-    let largest_gap = together
-        .iter()
-        .zip(&alone)
-        .filter_map(|(x, y)| Some((x.as_ref()?, y.as_ref()?)))
-        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
-        .fold(0f32, f32::max);
+    let largest_gap = largest_score_gap(&together, &alone);
     assert!(
         largest_gap > 1e-3,
         "the ensemble scores as its first member"
