@@ -1472,16 +1472,7 @@ pub fn window_tensor_masked(
         }
         match cfg.normalization {
             WindowNormalization::None => {}
-            WindowNormalization::SubtractMean => {
-                let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n_frames as f64;
-                let mean = mean as f32;
-                row.iter_mut().for_each(|x| *x -= mean);
-            }
-            WindowNormalization::SubtractGain => {
-                let shift = gain_shift[f];
-                row.iter_mut().for_each(|x| *x -= shift);
-            }
-            WindowNormalization::SubtractSpeechMean => {
+            WindowNormalization::SubtractMean | WindowNormalization::SubtractSpeechMean => {
                 let mean = if only_speech {
                     let sum: f64 = row
                         .iter()
@@ -1495,6 +1486,10 @@ pub fn window_tensor_masked(
                 };
                 let mean = mean as f32;
                 row.iter_mut().for_each(|x| *x -= mean);
+            }
+            WindowNormalization::SubtractGain => {
+                let shift = gain_shift[f];
+                row.iter_mut().for_each(|x| *x -= shift);
             }
             WindowNormalization::SubtractStreamMean => {
                 // A config that passed `validate` has a prior for every row.
