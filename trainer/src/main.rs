@@ -159,7 +159,7 @@ struct Recipe {
     #[arg(long, value_enum, default_value_t = DEFAULTS.pooling)]
     pooling: Pooling,
     /// Channels of a frequency-aware stem beside the first block: 3x3
-    /// convolutions over the frame rows, max-pooled over 4 rows (the same
+    /// convolutions over the frame rows, max-pooled over 4 rows (--stem-pool; the same
     /// detector for every band, so a voice's formants moved a few bands
     /// still match); 0 = none. About 1.35 k multiply-adds a frame per
     /// channel at the default rows and widths (the network without it: 10 k).

@@ -98,7 +98,7 @@ pub struct NetConfig {
     pub pooling: Pooling,
     /// Channels of a frequency-aware stem beside the first block (0 = none):
     /// 3x3 convolutions over the frame rows as an image, so one detector
-    /// serves every band, max-pooled over [`FREQUENCY_STEM_POOL`] rows and
+    /// serves every band, max-pooled over [`stem_pool`](Self::stem_pool) rows and
     /// added into the first block. The blocks alone treat each band as a
     /// channel of its own and cannot tell a formant pattern moved up a few
     /// bands (a shorter vocal tract) from a different one.
