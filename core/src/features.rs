@@ -1459,9 +1459,13 @@ pub fn window_tensor_masked(
     if n_frames == 0 {
         return;
     }
-    let speech_frames = speech.iter().filter(|&&s| s).count();
-    let only_speech =
-        cfg.normalization == WindowNormalization::SubtractSpeechMean && speech_frames > 0;
+    // Counted only where it is used: the element hands every window's mask.
+    let speech_frames = if cfg.normalization == WindowNormalization::SubtractSpeechMean {
+        speech.iter().filter(|&&s| s).count()
+    } else {
+        0
+    };
+    let only_speech = speech_frames > 0;
     let gain_shift = match cfg.normalization {
         WindowNormalization::SubtractGain => window_level_shifts(cfg, frames, n_frames),
         _ => Vec::new(),
