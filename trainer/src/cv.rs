@@ -811,11 +811,13 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
          were chosen on validation speakers from the training folds. ASED is scored on its \
          common sentences {} only (the others are trained on but never scored). TESS has two \
          voices: a fold tests one of them with the other in training. Clips classified the \
-         element's way (2 s windows every 1 s, speech gate, mean of window probabilities) by \
+         element's way ({} s windows every {} s, speech gate, mean of window probabilities) by \
          the trainer's forward pass, each clip as a stream of its own; the speaker-stream \
          columns hear each test speaker's clips in manifest order as one stream, as `eval \
          --streams speaker` does (they differ only for a recipe with a voice baseline).\n",
-        ASED_COMMON_SENTENCES.join(" and ")
+        ASED_COMMON_SENTENCES.join(" and "),
+        t.window_seconds,
+        DEFAULT_INTERVAL,
     );
     let stem = format!(
         "{}{}",
@@ -1490,9 +1492,11 @@ mod tests {
             formant_warp: true,
             stem_pool: 8,
             dilations: vec![1, 1, 2, 2],
+            window_seconds: 2.5,
             ..TrainOptions::default()
         };
         let with = render_markdown(&json!([]), &options(on), 1.0);
+        assert!(with.contains("(2.5 s windows every 1 s,"), "{with}");
         assert!(with.contains("weight ~ Beta(0.2, 0.2)"), "{with}");
         assert!(
             with.contains("frequency stem channels 8 (max over 8 rows every 4)"),
@@ -1515,6 +1519,7 @@ mod tests {
         let with = render_markdown(&json!([]), &options(adversary), 1.0);
         assert!(with.contains("strength ramping up to 0.3)"), "{with}");
         let without = render_markdown(&json!([]), &options(TrainOptions::default()), 1.0);
+        assert!(without.contains("(2 s windows every 1 s,"), "{without}");
         for absent in ["mixup", "formants", "adversary", "max over", "dilations"] {
             assert!(!without.contains(absent), "{absent}: {without}");
         }

@@ -870,6 +870,7 @@ pub fn train_command(o: &TrainOptions) -> Result<()> {
         "train_seconds": train_seconds.round(),
         "feature_seconds": prep_seconds.round(),
         "augmented_copies": o.copies,
+        "window_seconds": o.window_seconds,
         "validate_telephone": o.validate_telephone,
         "varied_phone_lines": o.varied_phone_lines,
         "formant_warp": o.formant_warp,
@@ -1059,11 +1060,14 @@ pub fn render_report(t: &Value, name: &str) -> String {
         s,
         "4-class speech emotion model (neutral, happy, sad, angry) for the `seremotion` element, \
          trained by `seremotion-trainer`. Accuracies below are on the split's test clips, \
-         classified exactly the way the element does (2 s windows every 1 s, speech gating, \
+         classified exactly the way the element does ({} s windows every {} s, speech gating, \
          mean of window probabilities). Test speakers were neither trained on nor used for \
          model selection, except TESS: it is split by word, so both of its voices are in \
          training and its figures are **speaker-dependent**. ASED is scored on its common \
-         sentences 01 and 02 only. For speaker-independent figures use `seremotion-trainer cv`.\n"
+         sentences 01 and 02 only. For speaker-independent figures use `seremotion-trainer cv`.\n",
+        // Reports written before the window was recorded were all 2 s.
+        t["window_seconds"].as_f64().unwrap_or(2.0),
+        seremotion_core::analysis::DEFAULT_INTERVAL,
     );
     let _ = writeln!(
         s,
