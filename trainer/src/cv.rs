@@ -876,27 +876,8 @@ pub fn render_markdown(summary: &serde_json::Value, o: &CvOptions, seconds: f64)
         )),
         seconds
     );
-    if let Some(note) = t.corpus_shares.note() {
+    for note in crate::run::RecipeNotes::of(t).sentences() {
         let _ = writeln!(s, "{note}\n");
-    }
-    if t.formant_warp {
-        let _ = writeln!(s, "{}\n", crate::run::formant_warp_note());
-    }
-    if t.room_reverb {
-        let _ = writeln!(s, "{}\n", crate::run::room_reverb_note());
-    }
-    if t.mixup_alpha > 0.0 {
-        let _ = writeln!(s, "{}\n", crate::run::mixup_note(t.mixup_alpha));
-    }
-    if let Some(note) = t.spec_masks.note() {
-        let _ = writeln!(s, "{note}\n");
-    }
-    if t.speaker_adversary > 0.0 {
-        let _ = writeln!(
-            s,
-            "{}\n",
-            crate::run::speaker_adversary_note(t.speaker_adversary)
-        );
     }
     if t.calibrate {
         let _ = writeln!(

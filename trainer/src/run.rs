@@ -302,6 +302,68 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
 /// Share of the training renditions heard in a room with `room_reverb`.
 const ROOM_REVERB_PROB: f32 = 0.3;
 
+/// The training options a report names when they differ from the default,
+/// one sentence each, in the same order in `train`'s REPORT and `cv`'s table.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RecipeNotes {
+    pub corpus_shares: CorpusShares,
+    pub formant_warp: bool,
+    pub room_reverb: bool,
+    pub mixup_alpha: f64,
+    pub spec_masks: SpecMasks,
+    pub speaker_adversary: f64,
+}
+
+impl RecipeNotes {
+    pub fn of(o: &TrainOptions) -> Self {
+        RecipeNotes {
+            corpus_shares: o.corpus_shares,
+            formant_warp: o.formant_warp,
+            room_reverb: o.room_reverb,
+            mixup_alpha: o.mixup_alpha,
+            spec_masks: o.spec_masks,
+            speaker_adversary: o.speaker_adversary,
+        }
+    }
+
+    /// From a model's `seremotion.training` record; a key an older record
+    /// lacks reads as the default (what those runs trained with).
+    pub fn from_record(t: &Value) -> Self {
+        let c = &t["train_config"];
+        RecipeNotes {
+            corpus_shares: serde_json::from_value(c["corpus_shares"].clone()).unwrap_or_default(),
+            formant_warp: t["formant_warp"].as_bool() == Some(true),
+            room_reverb: t["room_reverb"].as_bool() == Some(true),
+            mixup_alpha: c["mixup_alpha"].as_f64().unwrap_or(0.0),
+            spec_masks: serde_json::from_value(c.clone()).unwrap_or_default(),
+            speaker_adversary: c["speaker_adversary"].as_f64().unwrap_or(0.0),
+        }
+    }
+
+    pub fn sentences(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .corpus_shares
+            .note()
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        if self.formant_warp {
+            out.push(formant_warp_note());
+        }
+        if self.room_reverb {
+            out.push(room_reverb_note());
+        }
+        if self.mixup_alpha > 0.0 {
+            out.push(mixup_note(self.mixup_alpha));
+        }
+        out.extend(self.spec_masks.note());
+        if self.speaker_adversary > 0.0 {
+            out.push(speaker_adversary_note(self.speaker_adversary));
+        }
+        out
+    }
+}
+
 /// How reports describe `--mixup ALPHA`.
 pub fn mixup_note(alpha: f64) -> String {
     format!(
@@ -1173,29 +1235,7 @@ pub fn render_report(t: &Value, name: &str) -> String {
              speakers clean and through the telephone channel, as separate corpora.\n"
         );
     }
-    if let Some(alpha) = t["train_config"]["mixup_alpha"]
-        .as_f64()
-        .filter(|&a| a > 0.0)
-    {
-        let _ = writeln!(s, "{}\n", mixup_note(alpha));
-    }
-    if let Some(note) =
-        serde_json::from_value::<CorpusShares>(t["train_config"]["corpus_shares"].clone())
-            .ok()
-            .and_then(CorpusShares::note)
-    {
-        let _ = writeln!(s, "{note}\n");
-    }
-    if t["formant_warp"].as_bool() == Some(true) {
-        let _ = writeln!(s, "{}\n", formant_warp_note());
-    }
-    if t["room_reverb"].as_bool() == Some(true) {
-        let _ = writeln!(s, "{}\n", room_reverb_note());
-    }
-    if let Some(note) = serde_json::from_value::<SpecMasks>(t["train_config"].clone())
-        .ok()
-        .and_then(SpecMasks::note)
-    {
+    for note in RecipeNotes::from_record(t).sentences() {
         let _ = writeln!(s, "{note}\n");
     }
     if let Some(c) = t["calibration"].as_object() {
@@ -1207,12 +1247,6 @@ pub fn render_report(t: &Value, name: &str) -> String {
             pct(&t["calibration"], "val_ua_before"),
             pct(&t["calibration"], "val_ua_after")
         );
-    }
-    if let Some(strength) = t["train_config"]["speaker_adversary"]
-        .as_f64()
-        .filter(|&a| a > 0.0)
-    {
-        let _ = writeln!(s, "{}\n", speaker_adversary_note(strength));
     }
     let _ = writeln!(s, "## Held-out results\n");
     let held_out = ["test-clean", "test-telephone"]
@@ -1445,6 +1479,47 @@ mod tests {
         assert_eq!(augmented.len(), 3);
         assert!(augmented.iter().all(|&n| n >= window), "{augmented:?}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_report_names_the_options_its_record_holds() {
+        let o = TrainOptions {
+            corpus_shares: CorpusShares::Equal,
+            formant_warp: true,
+            room_reverb: true,
+            mixup_alpha: 0.2,
+            spec_masks: SpecMasks {
+                count: 2,
+                ..SpecMasks::default()
+            },
+            speaker_adversary: 0.3,
+            ..TrainOptions::default()
+        };
+        // The keys `train` writes into the model's training record.
+        let record = |o: &TrainOptions| {
+            serde_json::json!({
+                "results": {},
+                "formant_warp": o.formant_warp,
+                "room_reverb": o.room_reverb,
+                "train_config": train_config(o, o.net_config(67), 99, 50),
+            })
+        };
+        let notes = RecipeNotes::from_record(&record(&o));
+        assert_eq!(notes, RecipeNotes::of(&o));
+        let sentences = notes.sentences();
+        assert_eq!(sentences.len(), 6, "{sentences:?}");
+        let report = render_report(&record(&o), "default");
+        for sentence in &sentences {
+            assert!(report.contains(sentence.as_str()), "{sentence}: {report}");
+        }
+        let plain = RecipeNotes::from_record(&record(&TrainOptions::default()));
+        assert!(plain.sentences().is_empty(), "{:?}", plain.sentences());
+        // A record from before these options existed names none of them.
+        assert!(
+            RecipeNotes::from_record(&serde_json::json!({}))
+                .sentences()
+                .is_empty()
+        );
     }
 
     #[test]
