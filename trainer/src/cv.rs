@@ -42,6 +42,9 @@ pub struct CvOptions {
     pub folds: usize,
     /// Run only the first this many folds of each protocol (a smoke run).
     pub max_folds: Option<usize>,
+    /// Speaker folds to run, counted from 1 (empty = all): the partitions a
+    /// full run makes, for re-running the folds an option can change.
+    pub only_folds: Vec<usize>,
     /// Also train on all corpora but one and test on that one.
     pub leave_one_corpus_out: bool,
     /// Corpora leave-one-corpus-out holds out (empty = every corpus); the
@@ -136,6 +139,22 @@ pub struct Partition {
     pub train: Vec<usize>,
     pub val: Vec<usize>,
     pub test: Vec<usize>,
+}
+
+/// The folds `only` names, counted from 1 (all when it is empty).
+fn pick_folds(folds: Vec<Partition>, only: &[usize]) -> Result<Vec<Partition>> {
+    if let Some(&k) = only.iter().find(|&&k| k == 0 || k > folds.len()) {
+        bail!(
+            "--only-folds {k}: folds are counted from 1 to --folds ({})",
+            folds.len()
+        );
+    }
+    Ok(folds
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_empty() || only.contains(&(i + 1)))
+        .map(|(_, p)| p)
+        .collect())
 }
 
 /// The speaker k-fold partitions.
@@ -306,7 +325,10 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
 
     let mut partitions = Vec::new();
     if o.folds >= 2 {
-        let mut p = kfold_partitions(&clips, o.folds, o.val_fraction, t.seed);
+        let mut p = pick_folds(
+            kfold_partitions(&clips, o.folds, o.val_fraction, t.seed),
+            &o.only_folds,
+        )?;
         p.truncate(o.max_folds.unwrap_or(usize::MAX));
         partitions.extend(p);
     }
@@ -1381,6 +1403,30 @@ mod tests {
     }
 
     #[test]
+    fn only_folds_runs_the_full_runs_folds() {
+        let all = kfold_partitions(&clips(), 3, 0.15, 3);
+        let picked = pick_folds(all.clone(), &[3, 1]).unwrap();
+        let key = |p: &Partition| {
+            (
+                p.name.clone(),
+                p.train.clone(),
+                p.val.clone(),
+                p.test.clone(),
+            )
+        };
+        assert_eq!(
+            picked.iter().map(key).collect::<Vec<_>>(),
+            [key(&all[0]), key(&all[2])],
+            "the same speakers train, validate and test as in a full run, in fold order"
+        );
+        assert_eq!(pick_folds(all.clone(), &[]).unwrap().len(), 3);
+        for bad in [0, 4] {
+            let err = pick_folds(all.clone(), &[bad]).unwrap_err().to_string();
+            assert!(err.contains("from 1 to --folds (3)"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_target_mean_needs_all_four_corpora() {
         let row = |recipe: &str, corpus: &str, clean: f64, phone: f64| {
             json!({"protocol": "speaker k-fold", "recipe": recipe, "corpus": corpus,
@@ -1462,6 +1508,7 @@ mod tests {
             train,
             folds: 4,
             max_folds: None,
+            only_folds: Vec::new(),
             leave_one_corpus_out: false,
             held_out: Vec::new(),
             normalizations: vec![WindowNormalization::default()],

@@ -192,6 +192,10 @@ struct Recipe {
     /// exported; 0 = raw weights.
     #[arg(long, default_value_t = DEFAULTS.weight_average_decay)]
     weight_average: f64,
+    /// First epoch whose weights may be exported (1 = any): training runs at
+    /// least this long, and the best validation epoch from it on is kept.
+    #[arg(long, value_name = "EPOCH", default_value_t = DEFAULTS.first_checkpoint)]
+    first_checkpoint: usize,
     /// Blend each batch with a shuffled copy of itself, weight ~ Beta(A, A),
     /// e.g. 0.2; 0 = off.
     #[arg(long = "mixup", default_value_t = DEFAULTS.mixup_alpha)]
@@ -297,6 +301,7 @@ impl Recipe {
             fmin: self.fmin,
             fmax: self.fmax,
             weight_average_decay: self.weight_average,
+            first_checkpoint: self.first_checkpoint,
             mixup_alpha: self.mixup_alpha,
             speaker_adversary: self.speaker_adversary,
             spec_masks: SpecMasks {
@@ -359,6 +364,10 @@ struct CvArgs {
     /// Run only the first N folds of each protocol (a quick smoke run).
     #[arg(long, value_name = "N")]
     max_folds: Option<usize>,
+    /// Run only these speaker folds, counted from 1 (comma-separated): the
+    /// partitions a full run makes, e.g. to re-run the folds an option changes.
+    #[arg(long, value_delimiter = ',', value_name = "K")]
+    only_folds: Vec<usize>,
     /// Also train on all corpora but one and test on that one, for each corpus.
     #[arg(long)]
     leave_one_corpus_out: bool,
@@ -384,8 +393,8 @@ struct CvArgs {
     ensemble: u64,
     /// Keep the rows of OUT/cv.json and train only the partitions it lacks
     /// (after an interruption or a --max-folds run). It must have been written
-    /// with the same recipe options; --max-folds, --held-out and
-    /// --leave-one-corpus-out may differ.
+    /// with the same recipe options; --max-folds, --only-folds, --held-out
+    /// and --leave-one-corpus-out may differ.
     #[arg(long)]
     resume: bool,
 }
@@ -467,6 +476,7 @@ fn real_main() -> Result<()> {
             },
             folds: a.folds,
             max_folds: a.max_folds,
+            only_folds: a.only_folds,
             leave_one_corpus_out: a.leave_one_corpus_out,
             held_out: a.held_out,
             normalizations: a.normalization.into_iter().map(Into::into).collect(),

@@ -74,6 +74,10 @@ pub struct TrainOptions {
     pub fmin: Option<f32>,
     /// See `TrainConfig::weight_average_decay`.
     pub weight_average_decay: f64,
+    /// See `TrainConfig::first_checkpoint_epoch`. Left out of the recipe
+    /// record at 1, so records written before it existed still resume.
+    #[serde(skip_serializing_if = "is_first_epoch")]
+    pub first_checkpoint: usize,
     /// See `TrainConfig::mixup_alpha`.
     pub mixup_alpha: f64,
     /// See `TrainConfig::speaker_adversary`.
@@ -159,6 +163,7 @@ impl Default for TrainOptions {
             // Chosen over three speaker splits: +4.5 points UA on RAVDESS
             // (models/EXPERIMENTS.md).
             weight_average_decay: 0.998,
+            first_checkpoint: 1,
             mixup_alpha: 0.0,
             speaker_adversary: 0.0,
             spec_masks: SpecMasks::default(),
@@ -244,6 +249,13 @@ impl TrainOptions {
                 self.stem_pool
             );
         }
+        if self.first_checkpoint == 0 || self.first_checkpoint > self.epochs {
+            bail!(
+                "--first-checkpoint {}: give an epoch from 1 to --epochs ({})",
+                self.first_checkpoint,
+                self.epochs
+            );
+        }
         if self.dilations.len() > self.channels.len() || self.dilations.contains(&0) {
             bail!(
                 "--dilations {:?}: give at most one dilation of 1 or more a block ({} blocks)",
@@ -302,6 +314,10 @@ pub fn pad_with_noise(audio: &mut Vec<f32>, min_len: usize, rng: &mut StdRng) {
 /// Share of the training renditions heard in a room with `room_reverb`.
 const ROOM_REVERB_PROB: f32 = 0.3;
 
+fn is_first_epoch(epoch: &usize) -> bool {
+    *epoch == 1
+}
+
 /// The training options a report names when they differ from the default,
 /// one sentence each, in the same order in `train`'s REPORT and `cv`'s table.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -312,6 +328,7 @@ pub struct RecipeNotes {
     pub mixup_alpha: f64,
     pub spec_masks: SpecMasks,
     pub speaker_adversary: f64,
+    pub first_checkpoint: usize,
 }
 
 impl RecipeNotes {
@@ -323,6 +340,7 @@ impl RecipeNotes {
             mixup_alpha: o.mixup_alpha,
             spec_masks: o.spec_masks,
             speaker_adversary: o.speaker_adversary,
+            first_checkpoint: o.first_checkpoint,
         }
     }
 
@@ -337,6 +355,9 @@ impl RecipeNotes {
             mixup_alpha: c["mixup_alpha"].as_f64().unwrap_or(0.0),
             spec_masks: serde_json::from_value(c.clone()).unwrap_or_default(),
             speaker_adversary: c["speaker_adversary"].as_f64().unwrap_or(0.0),
+            first_checkpoint: c["first_checkpoint_epoch"]
+                .as_u64()
+                .map_or(1, |e| e as usize),
         }
     }
 
@@ -359,6 +380,13 @@ impl RecipeNotes {
         out.extend(self.spec_masks.note());
         if self.speaker_adversary > 0.0 {
             out.push(speaker_adversary_note(self.speaker_adversary));
+        }
+        if self.first_checkpoint > 1 {
+            out.push(format!(
+                "No checkpoint before epoch {}: training ran at least that long and kept the \
+                 best validation epoch from it on.",
+                self.first_checkpoint
+            ));
         }
         out
     }
@@ -670,6 +698,7 @@ pub fn train_config(
         weight_decay: 1e-3,
         label_smoothing: 0.05,
         early_stop_patience: 15,
+        first_checkpoint_epoch: o.first_checkpoint,
         lr_patience: 5,
         lr_factor: 0.5,
         min_lr: 1e-5,
@@ -1415,6 +1444,31 @@ mod tests {
     }
 
     #[test]
+    fn first_checkpoints_outside_the_epochs_are_refused() {
+        let from = |first_checkpoint| TrainOptions {
+            first_checkpoint,
+            epochs: 60,
+            ..TrainOptions::default()
+        };
+        for bad in [0, 61] {
+            let refused = from(bad).check().expect_err("refused");
+            assert!(
+                refused.to_string().contains("--first-checkpoint"),
+                "{bad}: {refused}"
+            );
+        }
+        assert!(from(60).check().is_ok());
+        // At its default it is not part of the recipe `cv --resume` compares,
+        // so records written before it existed still resume.
+        let record = serde_json::to_value(from(1)).unwrap();
+        assert!(record.get("first_checkpoint").is_none(), "{record}");
+        assert_eq!(
+            serde_json::to_value(from(20)).unwrap()["first_checkpoint"],
+            20
+        );
+    }
+
+    #[test]
     fn dilations_of_zero_or_beyond_the_blocks_are_refused() {
         let dilated = |dilations: Vec<usize>| TrainOptions {
             dilations,
@@ -1493,6 +1547,7 @@ mod tests {
                 ..SpecMasks::default()
             },
             speaker_adversary: 0.3,
+            first_checkpoint: 20,
             ..TrainOptions::default()
         };
         // The keys `train` writes into the model's training record.
@@ -1507,7 +1562,7 @@ mod tests {
         let notes = RecipeNotes::from_record(&record(&o));
         assert_eq!(notes, RecipeNotes::of(&o));
         let sentences = notes.sentences();
-        assert_eq!(sentences.len(), 6, "{sentences:?}");
+        assert_eq!(sentences.len(), 7, "{sentences:?}");
         let report = render_report(&record(&o), "default");
         for sentence in &sentences {
             assert!(report.contains(sentence.as_str()), "{sentence}: {report}");

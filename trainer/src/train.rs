@@ -96,6 +96,11 @@ pub struct TrainConfig {
     pub label_smoothing: f32,
     /// Epochs without a better validation UA before stopping.
     pub early_stop_patience: usize,
+    /// First epoch whose weights may be kept (1 = any). Earlier epochs still
+    /// drive the learning-rate steps and early stopping, but training runs
+    /// until at least this epoch, so a validation peak while the learning
+    /// rate is still high cannot end it.
+    pub first_checkpoint_epoch: usize,
     /// Epochs without improvement before the learning rate is multiplied by `lr_factor`.
     pub lr_patience: usize,
     pub lr_factor: f64,
@@ -156,6 +161,81 @@ pub struct EpochLog {
     pub speaker_loss: Option<f32>,
     pub lr: f64,
     pub seconds: f64,
+}
+
+/// What one epoch's validation UA decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verdict {
+    /// Keep this epoch's weights (the best eligible epoch so far).
+    keep: bool,
+    /// Lower the learning rate (no better epoch for `lr_patience` epochs).
+    lower_lr: bool,
+    /// Stop training (no better epoch for `early_stop_patience` epochs, and
+    /// some epoch has been kept).
+    stop: bool,
+}
+
+/// Early stopping, learning-rate steps and the checkpoint, from validation
+/// UA epoch by epoch. The steps and the patience follow the best epoch of
+/// all; the checkpoint is the best epoch from `first_checkpoint_epoch` on.
+struct Selection {
+    first_checkpoint_epoch: usize,
+    early_stop_patience: usize,
+    lr_patience: usize,
+    best_seen: f32,
+    best_kept: Option<f32>,
+    since_best: usize,
+    since_lr: usize,
+}
+
+impl Selection {
+    fn new(first_checkpoint_epoch: usize, early_stop_patience: usize, lr_patience: usize) -> Self {
+        Selection {
+            first_checkpoint_epoch,
+            early_stop_patience,
+            lr_patience,
+            best_seen: f32::NEG_INFINITY,
+            best_kept: None,
+            since_best: 0,
+            since_lr: 0,
+        }
+    }
+
+    fn observe(&mut self, epoch: usize, val_ua: f32) -> Verdict {
+        let keep =
+            epoch >= self.first_checkpoint_epoch && self.best_kept.is_none_or(|b| val_ua > b);
+        if keep {
+            self.best_kept = Some(val_ua);
+        }
+        if val_ua > self.best_seen {
+            self.best_seen = val_ua;
+            self.since_best = 0;
+            self.since_lr = 0;
+            return Verdict {
+                keep,
+                lower_lr: false,
+                stop: false,
+            };
+        }
+        self.since_best += 1;
+        self.since_lr += 1;
+        if self.since_best >= self.early_stop_patience && self.best_kept.is_some() {
+            return Verdict {
+                keep,
+                lower_lr: false,
+                stop: true,
+            };
+        }
+        let lower_lr = self.since_lr >= self.lr_patience;
+        if lower_lr {
+            self.since_lr = 0;
+        }
+        Verdict {
+            keep,
+            lower_lr,
+            stop: false,
+        }
+    }
 }
 
 pub struct TrainOutcome {
@@ -904,8 +984,11 @@ pub fn train_with_teacher(
     let mut average = WeightAverage::new(cfg.weight_average_decay);
     let mut lr = cfg.learning_rate;
     let mut best: Option<(EmotionCnn, usize, f32)> = None;
-    let mut since_best = 0;
-    let mut since_lr = 0;
+    let mut selection = Selection::new(
+        cfg.first_checkpoint_epoch,
+        cfg.early_stop_patience,
+        cfg.lr_patience,
+    );
     let mut history = Vec::new();
     let n_batches = cfg.samples_per_epoch.div_ceil(cfg.batch_size);
     let stream_mean = features.normalization == WindowNormalization::SubtractStreamMean;
@@ -1085,20 +1168,17 @@ pub fn train_with_teacher(
 
         if schedule.is_some() {
             best = Some((inference, epoch, val_ua));
-        } else if best.as_ref().is_none_or(|b| val_ua > b.2) {
+            continue;
+        }
+        let verdict = selection.observe(epoch, val_ua);
+        if verdict.keep {
             best = Some((inference, epoch, val_ua));
-            since_best = 0;
-            since_lr = 0;
-        } else {
-            since_best += 1;
-            since_lr += 1;
-            if since_best >= cfg.early_stop_patience {
-                break;
-            }
-            if since_lr >= cfg.lr_patience && lr > cfg.min_lr {
-                lr = (lr * cfg.lr_factor).max(cfg.min_lr);
-                since_lr = 0;
-            }
+        }
+        if verdict.stop {
+            break;
+        }
+        if verdict.lower_lr && lr > cfg.min_lr {
+            lr = (lr * cfg.lr_factor).max(cfg.min_lr);
         }
     }
     let (model, best_epoch, best_val_ua) = best.context("no epoch ran (max_epochs = 0?)")?;
@@ -1340,6 +1420,39 @@ pub fn par_map<T: Sync, U: Send>(
 
 #[cfg(test)]
 mod tests {
+    /// (kept, lowered the rate, stopped) epoch by epoch, from epoch 1.
+    fn verdicts(mut s: Selection, val_uas: &[f32]) -> Vec<(bool, bool, bool)> {
+        let mut out = Vec::new();
+        for (i, &ua) in val_uas.iter().enumerate() {
+            let v = s.observe(i + 1, ua);
+            out.push((v.keep, v.lower_lr, v.stop));
+            if v.stop {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn any_epoch_may_be_kept_by_default() {
+        // Patience 3, rate steps after 2 epochs without a better one.
+        let got = verdicts(Selection::new(1, 3, 2), &[0.5, 0.6, 0.55, 0.55, 0.55, 0.9]);
+        let (f, t) = (false, true);
+        assert_eq!(got, [(t, f, f), (t, f, f), (f, f, f), (f, t, f), (f, f, t)]);
+    }
+
+    #[test]
+    fn no_epoch_before_the_first_checkpoint_is_kept_nor_ends_training() {
+        let (f, t) = (false, true);
+        // The peak at epoch 2 still steps the rate, but epoch 4 is the first
+        // that may be kept, then the better epoch 5; patience ends it there.
+        let got = verdicts(Selection::new(4, 3, 2), &[0.5, 0.7, 0.6, 0.6, 0.65, 0.9]);
+        assert_eq!(got, [(f, f, f), (f, f, f), (f, f, f), (t, t, f), (t, f, t)]);
+        // Patience runs out at epoch 3, but nothing may be kept before 5.
+        let got = verdicts(Selection::new(5, 2, 10), &[0.9, 0.1, 0.2, 0.3, 0.4, 0.5]);
+        assert_eq!(got, [(f, f, f), (f, f, f), (f, f, f), (f, f, f), (t, f, t)]);
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,8 @@
 //! A tiny end-to-end training run on synthetic "emotions" (tones whose pitch,
 //! level contour and noise differ per class): the loss must drop and the
 //! validation windows must be classified above chance; a refit follows its
-//! schedule; the same seed gives the same model.
+//! schedule; the same seed gives the same model; no checkpoint comes before
+//! the first epoch allowed.
 
 use seremotion_core::features::FeatureConfig;
 use seremotion_trainer::train::{self, SpecMasks, TrainConfig};
@@ -90,6 +91,30 @@ fn the_same_seed_trains_the_same_model() {
     assert!(weights == again_weights, "same seed, same weights");
     let (other_losses, _) = run(6);
     assert_ne!(losses, other_losses, "another seed draws other batches");
+}
+
+/// Patience of one epoch would end a run at its second or third epoch; with
+/// the first checkpoint at the last epoch, it runs to the end and keeps that
+/// epoch, whatever validation said before.
+#[test]
+fn no_checkpoint_is_kept_before_the_first_checkpoint_epoch() {
+    let _serial = serial();
+    let window_frames = 40;
+    let (train_set, val_set, features) = train_val_features(window_frames);
+    let cfg = TrainConfig {
+        max_epochs: 5,
+        early_stop_patience: 1,
+        first_checkpoint_epoch: 5,
+        ..small_config(small_net(&features), window_frames)
+    };
+    let outcome = train::train(&cfg, &features, &train_set, &val_set, |_, _| {}).expect("run");
+    assert_eq!(
+        outcome.history.len(),
+        5,
+        "it ran to the first checkpoint epoch"
+    );
+    assert_eq!(outcome.best_epoch, 5);
+    assert_eq!(outcome.best_val_ua, outcome.history[4].val_ua);
 }
 
 #[test]

@@ -81,6 +81,7 @@ pub fn small_config(net: NetConfig, window_frames: usize) -> TrainConfig {
         weight_decay: 0.0,
         label_smoothing: 0.0,
         early_stop_patience: 100,
+        first_checkpoint_epoch: 1,
         lr_patience: 100,
         lr_factor: 0.5,
         min_lr: 1e-5,
