@@ -1420,6 +1420,8 @@ pub fn par_map<T: Sync, U: Send>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// (kept, lowered the rate, stopped) epoch by epoch, from epoch 1.
     fn verdicts(mut s: Selection, val_uas: &[f32]) -> Vec<(bool, bool, bool)> {
         let mut out = Vec::new();
@@ -1452,8 +1454,6 @@ mod tests {
         let got = verdicts(Selection::new(5, 2, 10), &[0.9, 0.1, 0.2, 0.3, 0.4, 0.5]);
         assert_eq!(got, [(f, f, f), (f, f, f), (f, f, f), (f, f, f), (t, f, t)]);
     }
-
-    use super::*;
 
     #[test]
     fn weight_average_is_the_exponential_mean_of_every_tensor() {
