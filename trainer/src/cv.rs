@@ -157,13 +157,24 @@ fn pick_folds(folds: Vec<Partition>, only: &[usize]) -> Result<Vec<Partition>> {
         .collect())
 }
 
+const KFOLD: &str = "speaker k-fold";
+
+/// Where a row stands in an uninterrupted run's table: speaker folds in fold
+/// order, then held-out corpora by name. Sorting by it (stably: a
+/// partition's rows keep their order) lets a run resumed in another order,
+/// e.g. `--only-folds 3` before fold 2, write the same table.
+fn row_order(r: &FoldResult) -> (bool, usize, &str) {
+    let fold = r.fold.strip_prefix("fold ").and_then(|k| k.parse().ok());
+    (r.protocol != KFOLD, fold.unwrap_or(0), &r.fold)
+}
+
 /// The speaker k-fold partitions.
 pub fn kfold_partitions(clips: &[Clip], k: usize, val_fraction: f64, seed: u64) -> Vec<Partition> {
     let folds = speaker_folds(clips, k, seed);
     (0..k)
         .map(|f| {
             split_validation(
-                "speaker k-fold",
+                KFOLD,
                 format!("fold {}", f + 1),
                 clips,
                 |i| folds[i] == f,
@@ -444,6 +455,7 @@ pub fn cv_command(o: &CvOptions) -> Result<()> {
             );
         }
         results.extend(rows);
+        results.sort_by(|a, b| row_order(a).cmp(&row_order(b)));
         report(&results, started.elapsed().as_secs_f64())?;
     }
     eprintln!(

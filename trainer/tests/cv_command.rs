@@ -170,13 +170,15 @@ fn a_resumed_run_keeps_its_rows_and_ends_as_an_uninterrupted_one() {
     let runs = resumed["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
     assert_eq!(runs[0]["seconds"], 12345.0, "fold 1 was trained again");
-    // Rows come in the order they were trained (here folds 1, 3, 2).
-    for u in uninterrupted["runs"].as_array().unwrap() {
-        let r = runs
-            .iter()
-            .find(|r| r["fold"] == u["fold"])
-            .unwrap_or_else(|| panic!("{} was not trained", u["fold"]));
-        for key in ["test_voices", "best_epoch", "best_val_ua", "per_corpus"] {
+    // Trained as folds 1, 3, 2; stored in fold order, as an uninterrupted run.
+    for (r, u) in runs.iter().zip(uninterrupted["runs"].as_array().unwrap()) {
+        for key in [
+            "fold",
+            "test_voices",
+            "best_epoch",
+            "best_val_ua",
+            "per_corpus",
+        ] {
             assert_eq!(r[key], u[key], "{key} of {}", r["fold"]);
         }
     }
