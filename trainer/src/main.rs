@@ -200,6 +200,10 @@ struct Recipe {
     /// e.g. 0.2; 0 = off.
     #[arg(long = "mixup", default_value_t = DEFAULTS.mixup_alpha)]
     mixup_alpha: f64,
+    /// AdamW's decoupled weight decay (e.g. 0.05 for a stronger pull of the
+    /// weights towards zero).
+    #[arg(long, default_value_t = DEFAULTS.weight_decay)]
+    weight_decay: f64,
     /// Train against a speaker adversary of this strength (gradient
     /// reversal, ramped up over training), e.g. 0.3, so that windows keep as
     /// little of the voice as they can; 0 = off. Not with --mixup.
@@ -303,6 +307,7 @@ impl Recipe {
             weight_average_decay: self.weight_average,
             first_checkpoint: self.first_checkpoint,
             mixup_alpha: self.mixup_alpha,
+            weight_decay: self.weight_decay,
             speaker_adversary: self.speaker_adversary,
             spec_masks: SpecMasks {
                 max_rows: self.freq_mask,

@@ -80,6 +80,10 @@ pub struct TrainOptions {
     pub first_checkpoint: usize,
     /// See `TrainConfig::mixup_alpha`.
     pub mixup_alpha: f64,
+    /// AdamW's decoupled weight decay. Left out of the recipe record at
+    /// [`WEIGHT_DECAY`], so records written before it existed still resume.
+    #[serde(skip_serializing_if = "is_default_weight_decay")]
+    pub weight_decay: f64,
     /// See `TrainConfig::speaker_adversary`.
     pub speaker_adversary: f64,
     /// See `TrainConfig::spec_masks`.
@@ -165,6 +169,7 @@ impl Default for TrainOptions {
             weight_average_decay: 0.998,
             first_checkpoint: 1,
             mixup_alpha: 0.0,
+            weight_decay: WEIGHT_DECAY,
             speaker_adversary: 0.0,
             spec_masks: SpecMasks::default(),
             corpus_shares: CorpusShares::SqrtSpeakers,
@@ -256,6 +261,12 @@ impl TrainOptions {
                 self.epochs
             );
         }
+        if !(0.0..1.0).contains(&self.weight_decay) {
+            bail!(
+                "--weight-decay {}: give a decay from 0 up to (not including) 1, e.g. 0.05",
+                self.weight_decay
+            );
+        }
         if self.dilations.len() > self.channels.len() || self.dilations.contains(&0) {
             bail!(
                 "--dilations {:?}: give at most one dilation of 1 or more a block ({} blocks)",
@@ -318,6 +329,14 @@ fn is_first_epoch(epoch: &usize) -> bool {
     *epoch == 1
 }
 
+/// AdamW's decoupled weight decay unless `--weight-decay` says otherwise
+/// (every run before the option trained with it).
+pub const WEIGHT_DECAY: f64 = 1e-3;
+
+fn is_default_weight_decay(decay: &f64) -> bool {
+    *decay == WEIGHT_DECAY
+}
+
 /// The training options a report names when they differ from the default,
 /// one sentence each, in the same order in `train`'s REPORT and `cv`'s table.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -329,6 +348,7 @@ pub struct RecipeNotes {
     pub spec_masks: SpecMasks,
     pub speaker_adversary: f64,
     pub first_checkpoint: usize,
+    pub weight_decay: f64,
 }
 
 impl RecipeNotes {
@@ -341,6 +361,7 @@ impl RecipeNotes {
             spec_masks: o.spec_masks,
             speaker_adversary: o.speaker_adversary,
             first_checkpoint: o.first_checkpoint,
+            weight_decay: o.weight_decay,
         }
     }
 
@@ -358,6 +379,7 @@ impl RecipeNotes {
             first_checkpoint: c["first_checkpoint_epoch"]
                 .as_u64()
                 .map_or(1, |e| e as usize),
+            weight_decay: c["weight_decay"].as_f64().unwrap_or(WEIGHT_DECAY),
         }
     }
 
@@ -386,6 +408,12 @@ impl RecipeNotes {
                 "No checkpoint before epoch {}: training ran at least that long and kept the \
                  best validation epoch from it on.",
                 self.first_checkpoint
+            ));
+        }
+        if self.weight_decay != WEIGHT_DECAY {
+            out.push(format!(
+                "AdamW weight decay {} (the default is {WEIGHT_DECAY}).",
+                self.weight_decay
             ));
         }
         out
@@ -695,7 +723,7 @@ pub fn train_config(
         batch_size: o.batch_size,
         samples_per_epoch: o.samples_per_epoch,
         learning_rate: o.learning_rate,
-        weight_decay: 1e-3,
+        weight_decay: o.weight_decay,
         label_smoothing: 0.05,
         early_stop_patience: 15,
         first_checkpoint_epoch: o.first_checkpoint,
@@ -1469,6 +1497,34 @@ mod tests {
     }
 
     #[test]
+    fn weight_decays_outside_zero_to_one_are_refused() {
+        let decayed = |weight_decay| TrainOptions {
+            weight_decay,
+            ..TrainOptions::default()
+        };
+        for bad in [-0.01, 1.0, f64::NAN] {
+            let refused = decayed(bad).check().expect_err("refused");
+            assert!(
+                refused.to_string().contains("--weight-decay"),
+                "{bad}: {refused}"
+            );
+        }
+        assert!(decayed(0.0).check().is_ok());
+        assert!(decayed(0.05).check().is_ok());
+        // At its default it is not part of the recipe `cv --resume` compares.
+        let record = serde_json::to_value(decayed(WEIGHT_DECAY)).unwrap();
+        assert!(record.get("weight_decay").is_none(), "{record}");
+        assert_eq!(
+            serde_json::to_value(decayed(0.05)).unwrap()["weight_decay"],
+            0.05
+        );
+        assert_eq!(
+            train_config(&decayed(0.05), decayed(0.05).net_config(67), 99, 50).weight_decay,
+            0.05
+        );
+    }
+
+    #[test]
     fn dilations_of_zero_or_beyond_the_blocks_are_refused() {
         let dilated = |dilations: Vec<usize>| TrainOptions {
             dilations,
@@ -1548,6 +1604,7 @@ mod tests {
             },
             speaker_adversary: 0.3,
             first_checkpoint: 20,
+            weight_decay: 0.05,
             ..TrainOptions::default()
         };
         // The keys `train` writes into the model's training record.
@@ -1562,7 +1619,7 @@ mod tests {
         let notes = RecipeNotes::from_record(&record(&o));
         assert_eq!(notes, RecipeNotes::of(&o));
         let sentences = notes.sentences();
-        assert_eq!(sentences.len(), 7, "{sentences:?}");
+        assert_eq!(sentences.len(), 8, "{sentences:?}");
         let report = render_report(&record(&o), "default");
         for sentence in &sentences {
             assert!(report.contains(sentence.as_str()), "{sentence}: {report}");
