@@ -204,6 +204,14 @@ struct Recipe {
     /// weights towards zero).
     #[arg(long, default_value_t = DEFAULTS.weight_decay)]
     weight_decay: f64,
+    /// Dropout before the classifier (a fifth of it after each conv block),
+    /// e.g. 0.5 for a stronger guard against learning the training voices.
+    #[arg(long, default_value_t = DEFAULTS.dropout)]
+    dropout: f64,
+    /// Probability mass the training targets spread evenly over the four
+    /// emotions (acted labels are not certain), e.g. 0.1.
+    #[arg(long, default_value_t = DEFAULTS.label_smoothing)]
+    label_smoothing: f64,
     /// Train against a speaker adversary of this strength (gradient
     /// reversal, ramped up over training), e.g. 0.3, so that windows keep as
     /// little of the voice as they can; 0 = off. Not with --mixup.
@@ -308,6 +316,8 @@ impl Recipe {
             first_checkpoint: self.first_checkpoint,
             mixup_alpha: self.mixup_alpha,
             weight_decay: self.weight_decay,
+            dropout: self.dropout,
+            label_smoothing: self.label_smoothing,
             speaker_adversary: self.speaker_adversary,
             spec_masks: SpecMasks {
                 max_rows: self.freq_mask,

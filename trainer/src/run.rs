@@ -84,6 +84,15 @@ pub struct TrainOptions {
     /// [`WEIGHT_DECAY`], so records written before it existed still resume.
     #[serde(skip_serializing_if = "is_default_weight_decay")]
     pub weight_decay: f64,
+    /// Dropout before the classifier (`NetConfig::dropout`). Left out of the
+    /// recipe record at [`DROPOUT`], so older records still resume.
+    #[serde(skip_serializing_if = "is_default_dropout")]
+    pub dropout: f64,
+    /// Probability mass the targets spread evenly over all emotions. Left
+    /// out of the recipe record at [`LABEL_SMOOTHING`], so older records
+    /// still resume.
+    #[serde(skip_serializing_if = "is_default_label_smoothing")]
+    pub label_smoothing: f64,
     /// See `TrainConfig::speaker_adversary`.
     pub speaker_adversary: f64,
     /// See `TrainConfig::spec_masks`.
@@ -170,6 +179,8 @@ impl Default for TrainOptions {
             first_checkpoint: 1,
             mixup_alpha: 0.0,
             weight_decay: WEIGHT_DECAY,
+            dropout: DROPOUT,
+            label_smoothing: LABEL_SMOOTHING,
             speaker_adversary: 0.0,
             spec_masks: SpecMasks::default(),
             corpus_shares: CorpusShares::SqrtSpeakers,
@@ -220,6 +231,7 @@ impl TrainOptions {
             frequency_stem: self.frequency_stem,
             stem_pool: self.stem_pool,
             dilations: self.dilations.clone(),
+            dropout: self.dropout,
             ..NetConfig::new(n_features, LABELS.len())
         }
     }
@@ -265,6 +277,18 @@ impl TrainOptions {
             bail!(
                 "--weight-decay {}: give a decay from 0 up to (not including) 1, e.g. 0.05",
                 self.weight_decay
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!(
+                "--dropout {}: give a probability from 0 up to (not including) 1, e.g. 0.5",
+                self.dropout
+            );
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            bail!(
+                "--label-smoothing {}: give a share from 0 up to (not including) 1, e.g. 0.1",
+                self.label_smoothing
             );
         }
         if self.dilations.len() > self.channels.len() || self.dilations.contains(&0) {
@@ -337,6 +361,21 @@ fn is_default_weight_decay(decay: &f64) -> bool {
     *decay == WEIGHT_DECAY
 }
 
+/// Dropout before the classifier unless `--dropout` says otherwise (a fifth
+/// of it after each block).
+pub const DROPOUT: f64 = 0.3;
+
+fn is_default_dropout(p: &f64) -> bool {
+    *p == DROPOUT
+}
+
+/// Label smoothing unless `--label-smoothing` says otherwise.
+pub const LABEL_SMOOTHING: f64 = 0.05;
+
+fn is_default_label_smoothing(share: &f64) -> bool {
+    *share == LABEL_SMOOTHING
+}
+
 /// The training options a report names when they differ from the default,
 /// one sentence each, in the same order in `train`'s REPORT and `cv`'s table.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -349,6 +388,9 @@ pub struct RecipeNotes {
     pub speaker_adversary: f64,
     pub first_checkpoint: usize,
     pub weight_decay: f64,
+    pub dropout: f64,
+    /// As the training configuration holds it.
+    pub label_smoothing: f32,
 }
 
 impl RecipeNotes {
@@ -362,6 +404,8 @@ impl RecipeNotes {
             speaker_adversary: o.speaker_adversary,
             first_checkpoint: o.first_checkpoint,
             weight_decay: o.weight_decay,
+            dropout: o.dropout,
+            label_smoothing: o.label_smoothing as f32,
         }
     }
 
@@ -380,6 +424,10 @@ impl RecipeNotes {
                 .as_u64()
                 .map_or(1, |e| e as usize),
             weight_decay: c["weight_decay"].as_f64().unwrap_or(WEIGHT_DECAY),
+            dropout: c["net"]["dropout"].as_f64().unwrap_or(DROPOUT),
+            label_smoothing: c["label_smoothing"]
+                .as_f64()
+                .map_or(LABEL_SMOOTHING as f32, |s| s as f32),
         }
     }
 
@@ -414,6 +462,20 @@ impl RecipeNotes {
             out.push(format!(
                 "AdamW weight decay {} (the default is {WEIGHT_DECAY}).",
                 self.weight_decay
+            ));
+        }
+        if self.dropout != DROPOUT {
+            out.push(format!(
+                "Dropout {} before the classifier and {} after each block (the default is \
+                 {DROPOUT}).",
+                self.dropout,
+                self.dropout / 5.0
+            ));
+        }
+        if self.label_smoothing != LABEL_SMOOTHING as f32 {
+            out.push(format!(
+                "Label smoothing {} (the default is {LABEL_SMOOTHING}).",
+                self.label_smoothing
             ));
         }
         out
@@ -724,7 +786,7 @@ pub fn train_config(
         samples_per_epoch: o.samples_per_epoch,
         learning_rate: o.learning_rate,
         weight_decay: o.weight_decay,
-        label_smoothing: 0.05,
+        label_smoothing: o.label_smoothing as f32,
         early_stop_patience: 15,
         first_checkpoint_epoch: o.first_checkpoint,
         lr_patience: 5,
@@ -1525,6 +1587,50 @@ mod tests {
     }
 
     #[test]
+    fn dropout_and_label_smoothing_reach_the_network_and_loss() {
+        let o = TrainOptions {
+            dropout: 0.5,
+            label_smoothing: 0.1,
+            ..TrainOptions::default()
+        };
+        let cfg = train_config(&o, o.net_config(67), 99, 50);
+        assert_eq!(cfg.net.dropout, 0.5);
+        assert_eq!(cfg.label_smoothing, 0.1);
+        assert_eq!(o.member_net(1, 67).dropout, 0.5);
+        let record = serde_json::to_value(&o).unwrap();
+        assert_eq!(record["dropout"], 0.5);
+        assert_eq!(record["label_smoothing"], 0.1);
+        // At their defaults they are not part of the recipe `cv --resume`
+        // compares, and the network is today's.
+        let plain = TrainOptions::default();
+        let record = serde_json::to_value(&plain).unwrap();
+        assert!(record.get("dropout").is_none(), "{record}");
+        assert!(record.get("label_smoothing").is_none(), "{record}");
+        assert_eq!(plain.net_config(67).dropout, NetConfig::new(67, 4).dropout);
+        for bad in [-0.1, 1.0, f64::NAN] {
+            for (o, flag) in [
+                (
+                    TrainOptions {
+                        dropout: bad,
+                        ..TrainOptions::default()
+                    },
+                    "--dropout",
+                ),
+                (
+                    TrainOptions {
+                        label_smoothing: bad,
+                        ..TrainOptions::default()
+                    },
+                    "--label-smoothing",
+                ),
+            ] {
+                let refused = o.check().expect_err("refused");
+                assert!(refused.to_string().contains(flag), "{bad}: {refused}");
+            }
+        }
+    }
+
+    #[test]
     fn dilations_of_zero_or_beyond_the_blocks_are_refused() {
         let dilated = |dilations: Vec<usize>| TrainOptions {
             dilations,
@@ -1605,6 +1711,8 @@ mod tests {
             speaker_adversary: 0.3,
             first_checkpoint: 20,
             weight_decay: 0.05,
+            dropout: 0.5,
+            label_smoothing: 0.1,
             ..TrainOptions::default()
         };
         // The keys `train` writes into the model's training record.
@@ -1619,7 +1727,7 @@ mod tests {
         let notes = RecipeNotes::from_record(&record(&o));
         assert_eq!(notes, RecipeNotes::of(&o));
         let sentences = notes.sentences();
-        assert_eq!(sentences.len(), 8, "{sentences:?}");
+        assert_eq!(sentences.len(), 10, "{sentences:?}");
         let report = render_report(&record(&o), "default");
         for sentence in &sentences {
             assert!(report.contains(sentence.as_str()), "{sentence}: {report}");
