@@ -207,33 +207,27 @@ impl Selection {
         if keep {
             self.best_kept = Some(val_ua);
         }
-        if val_ua > self.best_seen {
+        let improved = val_ua > self.best_seen;
+        if improved {
             self.best_seen = val_ua;
             self.since_best = 0;
             self.since_lr = 0;
-            return Verdict {
-                keep,
-                lower_lr: false,
-                stop: false,
-            };
+        } else {
+            self.since_best += 1;
+            self.since_lr += 1;
         }
-        self.since_best += 1;
-        self.since_lr += 1;
-        if self.since_best >= self.early_stop_patience && self.best_kept.is_some() {
-            return Verdict {
-                keep,
-                lower_lr: false,
-                stop: true,
-            };
-        }
-        let lower_lr = self.since_lr >= self.lr_patience;
+        // Never stop before a checkpoint could be kept; a stopping epoch
+        // does not also lower the rate.
+        let stop =
+            !improved && self.since_best >= self.early_stop_patience && self.best_kept.is_some();
+        let lower_lr = !improved && !stop && self.since_lr >= self.lr_patience;
         if lower_lr {
             self.since_lr = 0;
         }
         Verdict {
             keep,
             lower_lr,
-            stop: false,
+            stop,
         }
     }
 }
