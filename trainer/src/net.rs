@@ -81,6 +81,10 @@ fn default_stem_pool() -> usize {
     FREQUENCY_STEM_POOL
 }
 
+/// Dropout before the classifier unless `--dropout` says otherwise (a fifth
+/// of it after each block).
+pub const DROPOUT: f64 = 0.3;
+
 /// Shape of the network; travels in the training report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetConfig {
@@ -123,7 +127,7 @@ impl NetConfig {
             n_features,
             channels: vec![48, 64, 80, 96],
             kernel: 3,
-            dropout: 0.3,
+            dropout: DROPOUT,
             n_labels,
             pooling: Pooling::Mean,
             frequency_stem: 0,

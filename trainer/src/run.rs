@@ -17,7 +17,7 @@ use seremotion_core::model::writer::embed_metadata;
 
 use crate::corpus::{self, Clip, LABELS};
 use crate::net::{
-    EmotionCnn, Ensemble, FREQUENCY_STEM_POOL, FREQUENCY_STEM_STRIDE, NetConfig, Pooling,
+    DROPOUT, EmotionCnn, Ensemble, FREQUENCY_STEM_POOL, FREQUENCY_STEM_STRIDE, NetConfig, Pooling,
 };
 use crate::split::{self, SplitConfig};
 use crate::train::{
@@ -360,10 +360,6 @@ pub const WEIGHT_DECAY: f64 = 1e-3;
 fn is_default_weight_decay(decay: &f64) -> bool {
     *decay == WEIGHT_DECAY
 }
-
-/// Dropout before the classifier unless `--dropout` says otherwise (a fifth
-/// of it after each block).
-pub const DROPOUT: f64 = 0.3;
 
 fn is_default_dropout(p: &f64) -> bool {
     *p == DROPOUT
@@ -1606,7 +1602,7 @@ mod tests {
         let record = serde_json::to_value(&plain).unwrap();
         assert!(record.get("dropout").is_none(), "{record}");
         assert!(record.get("label_smoothing").is_none(), "{record}");
-        assert_eq!(plain.net_config(67).dropout, NetConfig::new(67, 4).dropout);
+        assert_eq!(plain.net_config(67).dropout, DROPOUT);
         for bad in [-0.1, 1.0, f64::NAN] {
             for (o, flag) in [
                 (
