@@ -273,24 +273,9 @@ impl TrainOptions {
                 self.epochs
             );
         }
-        if !(0.0..1.0).contains(&self.weight_decay) {
-            bail!(
-                "--weight-decay {}: give a decay from 0 up to (not including) 1, e.g. 0.05",
-                self.weight_decay
-            );
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            bail!(
-                "--dropout {}: give a probability from 0 up to (not including) 1, e.g. 0.5",
-                self.dropout
-            );
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            bail!(
-                "--label-smoothing {}: give a share from 0 up to (not including) 1, e.g. 0.1",
-                self.label_smoothing
-            );
-        }
+        below_one("--weight-decay", self.weight_decay, "a decay", 0.05)?;
+        below_one("--dropout", self.dropout, "a probability", 0.5)?;
+        below_one("--label-smoothing", self.label_smoothing, "a share", 0.1)?;
         if self.dilations.len() > self.channels.len() || self.dilations.contains(&0) {
             bail!(
                 "--dilations {:?}: give at most one dilation of 1 or more a block ({} blocks)",
@@ -300,6 +285,14 @@ impl TrainOptions {
         }
         Ok(())
     }
+}
+
+/// Refuses an option's `value` outside [0, 1) (NaN too), naming its flag.
+fn below_one(flag: &str, value: f64, what: &str, example: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&value) {
+        bail!("{flag} {value}: give {what} from 0 up to (not including) 1, e.g. {example}");
+    }
+    Ok(())
 }
 
 pub fn load_clips(sources: &[DataSource]) -> Result<Vec<Clip>> {
